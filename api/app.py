@@ -1,0 +1,70 @@
+"""The FastAPI application: routers, error handlers, middleware and lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.middleware import RequestGuard
+from api.routes import (
+    api_keys,
+    auth,
+    channels,
+    conversations,
+    customers,
+    health,
+    inbound,
+    tickets,
+    users,
+)
+from core.runtime import Runtime
+from core.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+ROUTERS = (
+    auth.router,
+    users.router,
+    api_keys.router,
+    channels.router,
+    customers.router,
+    inbound.router,
+    conversations.router,
+    tickets.router,
+    health.router,
+)
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """Build the API. Pass a `runtime` to share one engine and bus (tests, Serve)."""
+    owns_runtime = runtime is None
+    settings = settings or (runtime.settings if runtime else get_settings())
+    runtime = runtime or Runtime.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.bus.start()
+        runtime.relay.start()
+        logger.info("RelayDesk API ready (%s mode)", settings.mode)
+        try:
+            yield
+        finally:
+            if owns_runtime:
+                await runtime.close()
+
+    app = FastAPI(
+        title="RelayDesk API",
+        version="0.1.0",
+        summary="Tickets and conversations for AI-first customer support.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(RequestGuard, runtime=runtime)
+    return app

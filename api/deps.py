@@ -1,0 +1,159 @@
+"""Request-scoped dependencies, exposed as `Annotated` aliases for the routes."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.errors import Forbidden, RateLimited, Unauthorized
+from core.db.types import utcnow
+from core.domain.enums import Role
+from core.domain.tenancy import ApiKey, User
+from core.events.store import EventContext, EventRecorder
+from core.runtime import Runtime
+from core.security import api_secret_matches, decode_token, split_api_key
+from core.settings import Settings
+
+ROLE_RANK = {Role.VIEWER: 0, Role.AGENT: 1, Role.ADMIN: 2}
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_settings(runtime: RuntimeDep) -> Settings:
+    return runtime.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    async with runtime.sessions() as session:
+        yield session
+        if session.info.pop("outbox_written", False):
+            runtime.relay.notify()
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: uuid.UUID
+    role: Role
+    user_id: uuid.UUID | None = None
+    api_key_id: uuid.UUID | None = None
+
+    @property
+    def actor_type(self) -> str:
+        return "user" if self.user_id else "api_key"
+
+    @property
+    def actor_id(self) -> str:
+        return str(self.user_id or self.api_key_id)
+
+    def at_least(self, role: Role) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+async def _from_api_key(session: AsyncSession, value: str) -> Principal:
+    parts = split_api_key(value)
+    if parts is None:
+        raise Unauthorized("malformed API key")
+    prefix, secret = parts
+    key = await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    if key is None or key.revoked_at is not None or not api_secret_matches(key.key_hash, secret):
+        raise Unauthorized("invalid or revoked API key")
+    now = utcnow()
+    # Writing on every request would make each read a write; a minute of precision is enough.
+    if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
+        key.last_used_at = now
+        await session.commit()
+    return Principal(tenant_id=key.tenant_id, role=Role(key.role), api_key_id=key.id)
+
+
+async def _from_token(session: AsyncSession, settings: Settings, token: str) -> Principal:
+    claims = decode_token(settings, token)
+    if claims is None:
+        raise Unauthorized("invalid or expired token")
+    try:
+        user_id = uuid.UUID(claims["sub"])
+    except ValueError as exc:
+        raise Unauthorized("invalid token subject") from exc
+    user = await session.get(User, user_id)
+    if user is None or not user.is_active or str(user.tenant_id) != claims["tid"]:
+        raise Unauthorized("the token's user no longer exists or is deactivated")
+    return Principal(tenant_id=user.tenant_id, role=Role(user.role), user_id=user.id)
+
+
+async def get_principal(
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> Principal:
+    if x_api_key:
+        principal = await _from_api_key(session, x_api_key)
+    elif authorization and authorization.lower().startswith("bearer "):
+        principal = await _from_token(session, runtime.settings, authorization[7:].strip())
+    else:
+        raise Unauthorized(
+            "send a bearer token (Authorization: Bearer ...) or an API key (X-API-Key)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    allowed, reset = await runtime.rate_limiter.check(principal.actor_id)
+    if not allowed:
+        raise RateLimited(
+            f"rate limit of {runtime.rate_limiter.per_minute} requests per minute exceeded",
+            headers={"Retry-After": str(reset)},
+        )
+    request.state.principal = principal
+    return principal
+
+
+def require(role: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if not principal.at_least(role):
+            raise Forbidden(f"this action needs the {role.value} role")
+        return principal
+
+    return check
+
+
+Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
+Agent = Annotated[Principal, Depends(require(Role.AGENT))]
+Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
+
+
+def get_recorder(request: Request, session: SessionDep, principal: Viewer) -> EventRecorder:
+    correlation = request.headers.get("x-correlation-id") or request.headers.get("x-request-id")
+    return EventRecorder(
+        session,
+        EventContext(
+            correlation_id=correlation,
+            actor_type=principal.actor_type,
+            actor_id=principal.actor_id,
+        ),
+    )
+
+
+RecorderDep = Annotated[EventRecorder, Depends(get_recorder)]
+
+
+def credential_scope(request: Request) -> str:
+    """A stable hash of whatever credential the request carries."""
+    raw = request.headers.get("x-api-key") or request.headers.get("authorization") or ""
+    return hashlib.sha256(raw.encode()).hexdigest()

@@ -1,0 +1,36 @@
+"""The generic API channel: how integrations and channel adapters hand in messages."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from api.deps import Agent, RecorderDep, SessionDep
+from api.schemas.conversations import InboundMessage, InboundResult, MessagePublic
+from api.services import inbound
+
+router = APIRouter(prefix="/v1/inbound", tags=["inbound"])
+
+
+@router.post(
+    "",
+    response_model=InboundResult,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"description": "Already stored: the same provider message id was seen."}},
+)
+async def receive(
+    body: InboundMessage,
+    response: Response,
+    session: SessionDep,
+    recorder: RecorderDep,
+    principal: Agent,
+) -> InboundResult:
+    """Store a customer message: 201 when new, 200 with the stored one when a duplicate."""
+    outcome = await inbound.receive(session, recorder, principal.tenant_id, body)
+    if not outcome.created:
+        response.status_code = status.HTTP_200_OK
+    return InboundResult(
+        created=outcome.created,
+        message=MessagePublic.model_validate(outcome.message),
+        conversation_id=outcome.conversation_id,
+        customer_id=outcome.customer_id,
+    )

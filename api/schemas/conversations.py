@@ -1,0 +1,154 @@
+"""Schemas for inbound messages, conversations, replies and notes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, Field, StringConstraints, model_validator
+
+from api.schemas.common import Email, Input, Output, Tags
+from api.schemas.customers import Attributes, IdentityIn
+from core.domain.enums import (
+    ContentType,
+    ConversationStatus,
+    DeliveryStatus,
+    Direction,
+    Priority,
+    SenderType,
+)
+
+MessageText = Annotated[str, StringConstraints(max_length=65_536)]
+Attachments = Annotated[list[dict[str, Any]], Field(max_length=50)]
+
+
+class InboundCustomer(Input):
+    identity: IdentityIn | None = Field(
+        default=None, description="Defaults to the channel's identity kind with `external_id`."
+    )
+    external_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)] | None = None
+    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    email: Email | None = None
+    phone: Annotated[str, StringConstraints(max_length=32)] | None = None
+    attributes: Attributes | None = None
+
+    @model_validator(mode="after")
+    def _needs_identity(self) -> InboundCustomer:
+        if self.identity is None and self.external_id is None and self.email is None:
+            raise ValueError("give the customer an identity, an external_id or an email")
+        return self
+
+
+class InboundMessage(Input):
+    channel_id: uuid.UUID
+    customer: InboundCustomer
+    text: MessageText = ""
+    content_type: ContentType = ContentType.TEXT
+    attachments: Attachments = Field(default_factory=list)
+    provider_message_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    sent_at: AwareDatetime | None = None
+    subject: Annotated[str, StringConstraints(max_length=500)] | None = None
+    metadata: Annotated[dict[str, Any], Field(max_length=100)] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _has_content(self) -> InboundMessage:
+        if not self.text and not self.attachments and self.content_type is ContentType.TEXT:
+            raise ValueError("a text message needs text or attachments")
+        return self
+
+
+class MessagePublic(Output):
+    id: uuid.UUID
+    conversation_id: uuid.UUID
+    channel_id: uuid.UUID
+    direction: Direction
+    sender_type: SenderType
+    sender_id: uuid.UUID | None
+    text: str
+    content_type: ContentType
+    attachments: list[dict[str, Any]]
+    provider_message_id: str | None
+    delivery_status: DeliveryStatus
+    delivery_error: dict[str, Any] | None
+    sent_at: datetime
+    created_at: datetime
+
+
+class InboundResult(Output):
+    created: bool = Field(description="False when the provider id was already stored.")
+    message: MessagePublic
+    conversation_id: uuid.UUID
+    customer_id: uuid.UUID
+
+
+class ConversationPublic(Output):
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    channel_id: uuid.UUID
+    status: ConversationStatus
+    priority: Priority
+    assignee_id: uuid.UUID | None
+    team_id: uuid.UUID | None
+    tags: list[str]
+    subject: str
+    snoozed_until: datetime | None
+    last_message_at: datetime | None
+    message_count: int
+    merged_into_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class NotePublic(Output):
+    id: uuid.UUID
+    conversation_id: uuid.UUID | None
+    ticket_id: uuid.UUID | None
+    author_id: uuid.UUID | None
+    body: str
+    created_at: datetime
+
+
+class ConversationDetail(ConversationPublic):
+    messages: list[MessagePublic]
+    notes: list[NotePublic]
+    ticket_ids: list[uuid.UUID]
+
+
+class ReplyCreate(Input):
+    text: MessageText = ""
+    content_type: ContentType = ContentType.TEXT
+    attachments: Attachments = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _has_content(self) -> ReplyCreate:
+        if not self.text.strip() and not self.attachments:
+            raise ValueError("a reply needs text or attachments")
+        return self
+
+
+class NoteCreate(Input):
+    body: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=65_536)]
+
+
+class AssignRequest(Input):
+    assignee_id: uuid.UUID | None = None
+    team_id: uuid.UUID | None = None
+
+
+class ConversationUpdate(Input):
+    status: ConversationStatus | None = None
+    priority: Priority | None = None
+    tags: Tags | None = None
+    snoozed_until: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _snooze_needs_time(self) -> ConversationUpdate:
+        if self.status is ConversationStatus.SNOOZED and self.snoozed_until is None:
+            raise ValueError("snoozing needs snoozed_until")
+        return self
+
+
+class ConversationMerge(Input):
+    target_id: uuid.UUID
+    source_ids: Annotated[list[uuid.UUID], Field(min_length=1, max_length=50)]

@@ -1,0 +1,67 @@
+"""Channels and SLA policies: per-tenant configuration objects."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.schemas.customers import ChannelCreate, ChannelUpdate
+from api.schemas.tickets import SlaPolicyCreate, SlaPolicyUpdate
+from core.domain.channels import Channel
+from core.domain.sla import SlaPolicy
+
+from .common import get_owned
+
+
+async def save_channel(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    data: ChannelCreate | ChannelUpdate,
+    channel_id: uuid.UUID | None = None,
+) -> Channel:
+    if channel_id is None:
+        assert isinstance(data, ChannelCreate)
+        channel = Channel(tenant_id=tenant_id, type=data.type.value, name=data.name, config=data.config)
+        session.add(channel)
+    else:
+        channel = await get_owned(session, Channel, channel_id, tenant_id, what="channel")
+        fields = data.model_dump(exclude_unset=True, exclude_none=True)
+        if "config" in fields:
+            # A secret shown as "***" and sent back unchanged keeps its stored value.
+            fields["config"] = {
+                k: channel.config.get(k) if v == "***" else v for k, v in fields["config"].items()
+            }
+        for name, value in fields.items():
+            setattr(channel, name, value)
+    await session.commit()
+    return channel
+
+
+async def save_sla_policy(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    data: SlaPolicyCreate | SlaPolicyUpdate,
+    policy_id: uuid.UUID | None = None,
+) -> SlaPolicy:
+    if policy_id is None:
+        policy = SlaPolicy(tenant_id=tenant_id)
+        session.add(policy)
+    else:
+        policy = await get_owned(session, SlaPolicy, policy_id, tenant_id, what="SLA policy")
+    for name, value in data.model_dump(exclude_unset=True, mode="json").items():
+        if name != "business_hours" and value is None:
+            continue
+        setattr(policy, name, value)
+    await session.flush()
+    if policy.is_default:
+        # One default per tenant: the newest choice wins.
+        await session.execute(
+            update(SlaPolicy)
+            .where(SlaPolicy.tenant_id == tenant_id, SlaPolicy.id != policy.id)
+            .values(is_default=False)
+            .execution_options(synchronize_session=False)
+        )
+    await session.commit()
+    return policy

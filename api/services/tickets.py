@@ -1,0 +1,433 @@
+"""Tickets: numbering, the status life cycle, optimistic locking, SLA and history."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
+
+from api.errors import BadRequest, Conflict, NotFound
+from api.schemas.tickets import BulkChanges, TicketCreate, TicketPublic, TicketUpdate
+from core.db.types import utcnow, uuid7
+from core.domain.conversations import Conversation, Message
+from core.domain.customers import Customer
+from core.domain.enums import TICKET_TRANSITIONS, TicketStatus
+from core.domain.sla import SlaPolicy
+from core.domain.tenancy import Team, Tenant, User
+from core.domain.tickets import Ticket, ticket_conversations
+from core.events.store import EventRecord, EventRecorder
+from core.events.types import DomainEvent
+
+from . import sla
+from .common import get_owned
+from .search import ticket_text_match
+
+
+class IllegalTransition(Conflict):
+    code = "illegal_transition"
+
+
+def check_transition(ticket: Ticket, target: TicketStatus) -> None:
+    current = TicketStatus(ticket.status)
+    if target == current:
+        return
+    allowed = TICKET_TRANSITIONS[current]
+    if target not in allowed:
+        raise IllegalTransition(
+            f"a {current.value} ticket cannot become {target.value}",
+            details={"from": current.value, "to": target.value, "allowed": sorted(allowed)},
+        )
+
+
+def _set_status(ticket: Ticket, target: TicketStatus, now: datetime) -> None:
+    ticket.status = target.value
+    if target is TicketStatus.SOLVED:
+        ticket.solved_at = now
+    elif target is TicketStatus.CLOSED:
+        ticket.closed_at = now
+    else:
+        ticket.solved_at = None
+
+
+async def _next_number(session: AsyncSession, tenant_id: uuid.UUID) -> int:
+    # Incrementing the tenant row locks it, so concurrent creates get distinct numbers.
+    number = await session.scalar(
+        update(Tenant)
+        .where(Tenant.id == tenant_id)
+        .values(next_ticket_number=Tenant.next_ticket_number + 1)
+        .returning(Tenant.next_ticket_number - 1)
+    )
+    assert number is not None
+    return int(number)
+
+
+async def _check_refs(
+    session: AsyncSession, tenant_id: uuid.UUID, fields: dict[str, Any]
+) -> None:
+    refs = {
+        "assignee_id": (User, "assignee"),
+        "team_id": (Team, "team"),
+        "requester_id": (Customer, "requester"),
+        "sla_policy_id": (SlaPolicy, "SLA policy"),
+    }
+    for name, (model, what) in refs.items():
+        if fields.get(name) is not None:
+            await get_owned(session, model, fields[name], tenant_id, what=what)
+
+
+async def _record(
+    recorder: EventRecorder, ticket: Ticket, event: DomainEvent, payload: dict[str, Any]
+) -> None:
+    await recorder.record(
+        event,
+        tenant_id=ticket.tenant_id,
+        aggregate_type="ticket",
+        aggregate_id=ticket.id,
+        payload={"number": ticket.number, **payload},
+    )
+
+
+async def _apply_sla(session: AsyncSession, recorder: EventRecorder, ticket: Ticket) -> None:
+    if sla.apply_policy(ticket, await sla.policy_for(session, ticket)):
+        await _record(
+            recorder,
+            ticket,
+            DomainEvent.TICKET_SLA_BREACHED,
+            {
+                "first_response_breached": ticket.first_response_breached,
+                "resolution_breached": ticket.resolution_breached,
+            },
+        )
+
+
+async def create_ticket(
+    session: AsyncSession, recorder: EventRecorder, tenant_id: uuid.UUID, data: TicketCreate
+) -> Ticket:
+    fields = data.model_dump(exclude={"conversation_id"})
+    await _check_refs(session, tenant_id, fields)
+    conversation = None
+    if data.conversation_id is not None:
+        conversation = await get_owned(
+            session, Conversation, data.conversation_id, tenant_id, what="conversation"
+        )
+        fields["requester_id"] = fields["requester_id"] or conversation.customer_id
+        if not data.subject:
+            first = await session.scalar(
+                select(Message.text)
+                .where(Message.conversation_id == conversation.id)
+                .order_by(Message.id)
+                .limit(1)
+            )
+            fields["subject"] = (conversation.subject or first or "Conversation")[:500]
+    if not fields.get("subject"):
+        raise BadRequest("a ticket needs a subject or a conversation_id", code="subject_required")
+    if data.status in (TicketStatus.SOLVED, TicketStatus.CLOSED):
+        raise BadRequest("a ticket starts unsolved", code="invalid_initial_status")
+    now = utcnow()
+    ticket = Ticket(
+        id=uuid7(),
+        tenant_id=tenant_id,
+        number=await _next_number(session, tenant_id),
+        created_at=now,
+        updated_at=now,
+        **fields,
+    )
+    if conversation is not None:
+        ticket.first_responded_at = conversation.first_reply_at
+    # Everything is set before the INSERT, so a new ticket starts at version 1.
+    sla.apply_policy(ticket, await sla.policy_for(session, ticket), now)
+    session.add(ticket)
+    await session.flush()
+    await _record(
+        recorder,
+        ticket,
+        DomainEvent.TICKET_CREATED,
+        {"subject": ticket.subject, "status": ticket.status, "priority": ticket.priority},
+    )
+    if conversation is not None:
+        await _link(session, recorder, ticket, conversation)
+    await session.commit()
+    return ticket
+
+
+async def _link(
+    session: AsyncSession, recorder: EventRecorder, ticket: Ticket, conversation: Conversation
+) -> None:
+    await session.execute(
+        ticket_conversations.insert().values(ticket_id=ticket.id, conversation_id=conversation.id)
+    )
+    await _record(
+        recorder,
+        ticket,
+        DomainEvent.TICKET_CONVERSATION_LINKED,
+        {"conversation_id": str(conversation.id)},
+    )
+
+
+async def link_conversation(
+    session: AsyncSession,
+    recorder: EventRecorder,
+    tenant_id: uuid.UUID,
+    ticket_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+) -> Ticket:
+    ticket = await get_owned(session, Ticket, ticket_id, tenant_id, what="ticket")
+    conversation = await get_owned(
+        session, Conversation, conversation_id, tenant_id, what="conversation"
+    )
+    linked = await session.scalar(
+        select(exists().where(
+            ticket_conversations.c.ticket_id == ticket.id,
+            ticket_conversations.c.conversation_id == conversation.id,
+        ))
+    )
+    if not linked:
+        ticket.updated_at = utcnow()
+        if conversation.first_reply_at and ticket.first_responded_at is None:
+            ticket.first_responded_at = conversation.first_reply_at
+        await session.flush()
+        await _link(session, recorder, ticket, conversation)
+        await _apply_sla(session, recorder, ticket)
+        await _commit(session)
+    return ticket
+
+
+def _diff(ticket: Ticket, changes: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    return {k: (getattr(ticket, k), v) for k, v in changes.items() if getattr(ticket, k) != v}
+
+
+async def _apply_changes(
+    session: AsyncSession, recorder: EventRecorder, ticket: Ticket, changes: dict[str, Any]
+) -> None:
+    """Validate and apply field changes, then append one event per kind of change."""
+    if "status" in changes and changes["status"] is not None:
+        check_transition(ticket, TicketStatus(changes["status"]))
+    diff = _diff(ticket, changes)
+    if not diff:
+        return
+    now = utcnow()
+    for name, (_, new) in diff.items():
+        if name == "status":
+            _set_status(ticket, TicketStatus(new), now)
+        else:
+            setattr(ticket, name, new)
+    ticket.updated_at = now
+    await session.flush()
+    if "status" in diff:
+        old, new = diff.pop("status")
+        await _record(recorder, ticket, DomainEvent.TICKET_STATUS_CHANGED, {"from": old, "to": new})
+    assignment = {k: diff.pop(k) for k in ("assignee_id", "team_id") if k in diff}
+    if assignment:
+        await _record(
+            recorder,
+            ticket,
+            DomainEvent.TICKET_ASSIGNED,
+            {k: str(v[1]) if v[1] else None for k, v in assignment.items()},
+        )
+    if diff:
+        await _record(
+            recorder,
+            ticket,
+            DomainEvent.TICKET_UPDATED,
+            {k: _jsonable(v[1]) for k, v in diff.items()},
+        )
+    await _apply_sla(session, recorder, ticket)
+
+
+def _jsonable(value: Any) -> Any:
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
+async def _commit(session: AsyncSession) -> None:
+    try:
+        await session.commit()
+    except StaleDataError as exc:
+        await session.rollback()
+        raise Conflict(
+            "the ticket was changed by someone else; reload it and retry",
+            code="version_conflict",
+        ) from exc
+
+
+async def update_ticket(
+    session: AsyncSession,
+    recorder: EventRecorder,
+    tenant_id: uuid.UUID,
+    ticket_id: uuid.UUID,
+    data: TicketUpdate,
+) -> Ticket:
+    ticket = await get_owned(session, Ticket, ticket_id, tenant_id, what="ticket")
+    changes = data.model_dump(exclude_unset=True, exclude={"version"})
+    for required in ("subject", "status", "priority", "type", "tags", "custom_fields"):
+        if required in changes and changes[required] is None:
+            raise BadRequest(f"{required} cannot be null", code="null_not_allowed")
+    if data.version is not None and data.version != ticket.version:
+        raise Conflict(
+            f"version {data.version} is stale; the ticket is at version {ticket.version}",
+            code="version_conflict",
+            details={"current_version": ticket.version},
+        )
+    await _check_refs(session, tenant_id, changes)
+    if "tags" in changes:
+        changes["tags"] = list(dict.fromkeys(changes["tags"]))
+    try:
+        await _apply_changes(session, recorder, ticket, changes)
+        await _commit(session)
+    except StaleDataError as exc:
+        await session.rollback()
+        raise Conflict("the ticket was changed concurrently", code="version_conflict") from exc
+    return ticket
+
+
+async def bulk_update(
+    session: AsyncSession,
+    recorder: EventRecorder,
+    tenant_id: uuid.UUID,
+    ids: list[uuid.UUID],
+    changes: BulkChanges,
+) -> list[dict[str, Any]]:
+    """Apply one change set to many tickets in a single transaction. Each ticket runs in a
+    savepoint, so one illegal transition fails that ticket alone and is reported by id."""
+    base = changes.model_dump(exclude_unset=True, exclude={"add_tags", "remove_tags"})
+    await _check_refs(session, tenant_id, base)
+    unique_ids = list(dict.fromkeys(ids))
+    found = {
+        t.id: t
+        for t in (
+            await session.scalars(
+                select(Ticket).where(Ticket.tenant_id == tenant_id, Ticket.id.in_(unique_ids))
+            )
+        ).all()
+    }
+    results: list[dict[str, Any]] = []
+    for ticket_id in unique_ids:
+        ticket = found.get(ticket_id)
+        if ticket is None:
+            results.append(_failed(ticket_id, "not_found", f"ticket {ticket_id} not found"))
+            continue
+        fields = dict(base)
+        if changes.add_tags or changes.remove_tags:
+            tags = [t for t in ticket.tags if t not in changes.remove_tags]
+            fields["tags"] = list(dict.fromkeys(tags + list(changes.add_tags)))
+        try:
+            async with session.begin_nested():
+                await _apply_changes(session, recorder, ticket, fields)
+        except Conflict as exc:
+            results.append(_failed(ticket_id, exc.code, exc.message, exc.details))
+            continue
+        results.append({"id": ticket_id, "ok": True, "version": ticket.version})
+    await _commit(session)
+    return results
+
+
+def _failed(ticket_id: uuid.UUID, code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {
+        "id": ticket_id,
+        "ok": False,
+        "error": {"code": code, "message": message, "details": details},
+    }
+
+
+def ticket_query(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    *,
+    status: list[TicketStatus] | None = None,
+    priority: str | None = None,
+    assignee_id: uuid.UUID | None = None,
+    team_id: uuid.UUID | None = None,
+    requester_id: uuid.UUID | None = None,
+    channel_id: uuid.UUID | None = None,
+    tag: str | None = None,
+    updated_since: datetime | None = None,
+    q: str | None = None,
+) -> Select[tuple[Ticket]]:
+    from .common import json_array_contains
+
+    query = select(Ticket).where(Ticket.tenant_id == tenant_id)
+    if status:
+        query = query.where(Ticket.status.in_([s.value for s in status]))
+    if priority:
+        query = query.where(Ticket.priority == priority)
+    if assignee_id:
+        query = query.where(Ticket.assignee_id == assignee_id)
+    if team_id:
+        query = query.where(Ticket.team_id == team_id)
+    if requester_id:
+        query = query.where(Ticket.requester_id == requester_id)
+    if channel_id:
+        query = query.where(
+            exists()
+            .where(ticket_conversations.c.ticket_id == Ticket.id)
+            .where(ticket_conversations.c.conversation_id == Conversation.id)
+            .where(Conversation.channel_id == channel_id)
+        )
+    if tag:
+        query = query.where(json_array_contains(session, Ticket.tags, tag))
+    if updated_since:
+        query = query.where(Ticket.updated_at >= updated_since)
+    if q:
+        query = query.where(ticket_text_match(session, q))
+    return query
+
+
+async def to_public(session: AsyncSession, tickets: list[Ticket]) -> list[TicketPublic]:
+    links: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+    if tickets:
+        rows = await session.execute(
+            select(ticket_conversations.c.ticket_id, ticket_conversations.c.conversation_id)
+            .where(ticket_conversations.c.ticket_id.in_([t.id for t in tickets]))
+        )
+        for ticket_id, conversation_id in rows:
+            links[ticket_id].append(conversation_id)
+    now = utcnow()
+    return [
+        TicketPublic.model_validate(
+            {
+                **{c: getattr(t, c) for c in TicketPublic.model_fields if hasattr(t, c)},
+                "conversation_ids": links[t.id],
+                "sla": sla.sla_status(t, now),
+            }
+        )
+        for t in tickets
+    ]
+
+
+async def ticket_events(
+    session: AsyncSession, tenant_id: uuid.UUID, ticket_id: uuid.UUID
+) -> list[EventRecord]:
+    ticket = await session.get(Ticket, ticket_id)
+    if ticket is None or ticket.tenant_id != tenant_id:
+        raise NotFound(f"ticket {ticket_id} not found")
+    rows = await session.scalars(
+        select(EventRecord)
+        .where(EventRecord.aggregate_type == "ticket", EventRecord.aggregate_id == ticket_id)
+        .order_by(EventRecord.aggregate_version)
+    )
+    return list(rows.all())
+
+
+async def record_first_response(
+    session: AsyncSession, recorder: EventRecorder, conversation_id: uuid.UUID, at: datetime
+) -> None:
+    """An agent's first reply on a conversation answers every open ticket linked to it."""
+    tickets = (
+        await session.scalars(
+            select(Ticket)
+            .join(ticket_conversations, ticket_conversations.c.ticket_id == Ticket.id)
+            .where(
+                ticket_conversations.c.conversation_id == conversation_id,
+                Ticket.first_responded_at.is_(None),
+            )
+        )
+    ).all()
+    for ticket in tickets:
+        ticket.first_responded_at = at
+        ticket.updated_at = at
+        await session.flush()
+        await _apply_sla(session, recorder, ticket)

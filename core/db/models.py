@@ -1,0 +1,34 @@
+"""Imports every table so that `Base.metadata` is complete (Alembic, tests)."""
+
+from __future__ import annotations
+
+from core.db.base import Base
+from core.domain.channels import Channel
+from core.domain.conversations import Conversation, Message, Note
+from core.domain.customers import Customer, CustomerIdentity
+from core.domain.idempotency import IdempotencyRecord
+from core.domain.sla import SlaPolicy
+from core.domain.tenancy import ApiKey, Team, Tenant, User, team_members
+from core.domain.tickets import Ticket, ticket_conversations
+from core.events.store import EventRecord, OutboxRecord
+
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Channel",
+    "Conversation",
+    "Customer",
+    "CustomerIdentity",
+    "EventRecord",
+    "IdempotencyRecord",
+    "Message",
+    "Note",
+    "OutboxRecord",
+    "SlaPolicy",
+    "Team",
+    "Tenant",
+    "Ticket",
+    "User",
+    "team_members",
+    "ticket_conversations",
+]

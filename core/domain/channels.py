@@ -1,0 +1,37 @@
+"""Channels (inboxes): where customer messages come from and replies go to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Boolean, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db.base import Base, IdMixin, TenantMixin, TimestampMixin
+from core.db.types import JsonType
+
+# Config keys whose values are credentials: stored, never returned by the API.
+SECRET_MARKERS = ("token", "secret", "password", "key")
+
+
+def redact_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as the API shows it: secrets replaced by a marker saying one is set."""
+    shown: dict[str, Any] = {}
+    for name, value in config.items():
+        if isinstance(value, dict):
+            shown[name] = redact_config(value)
+        elif any(marker in name.lower() for marker in SECRET_MARKERS) and value:
+            shown[name] = "***"
+        else:
+            shown[name] = value
+    return shown
+
+
+class Channel(IdMixin, TenantMixin, TimestampMixin, Base):
+    __tablename__ = "channels"
+    __table_args__ = (Index(None, "tenant_id", "type"),)
+
+    type: Mapped[str] = mapped_column(String(16), nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    config: Mapped[dict[str, Any]] = mapped_column(JsonType, nullable=False, default=dict)
+    is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)

@@ -1,0 +1,181 @@
+"""The append-only event store and the transactional outbox.
+
+`EventRecorder.record` adds both rows to the caller's session, so they commit or roll back
+with the change they announce: there is no window where one exists without the other."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db.base import Base, IdMixin
+from core.db.types import JsonType, UTCDateTime, utcnow, uuid7
+from core.events.types import DomainEvent, topic_for
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+_BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class EventRecord(IdMixin, Base):
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("aggregate_type", "aggregate_id", "aggregate_version"),
+        Index(None, "tenant_id", "aggregate_type", "aggregate_id"),
+        Index(None, "correlation_id"),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    aggregate_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    aggregate_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    aggregate_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    event_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonType, nullable=False, default=dict)
+    correlation_id: Mapped[str | None] = mapped_column(String(64))
+    causation_id: Mapped[str | None] = mapped_column(String(64))
+    actor_type: Mapped[str | None] = mapped_column(String(16))
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class OutboxRecord(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index(
+            "ix_outbox_unpublished",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(_BigIntId, primary_key=True, autoincrement=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False, unique=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    topic: Mapped[str] = mapped_column(String(128), nullable=False)
+    key: Mapped[str] = mapped_column(String(64), nullable=False)
+    event_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonType, nullable=False)
+    headers: Mapped[dict[str, str]] = mapped_column(JsonType, nullable=False, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class EventContext:
+    """Who caused a change and which request it belongs to, carried into every event."""
+
+    def __init__(
+        self,
+        *,
+        correlation_id: str | None = None,
+        actor_type: str | None = None,
+        actor_id: str | None = None,
+    ) -> None:
+        self.correlation_id = correlation_id or uuid.uuid4().hex
+        self.actor_type = actor_type
+        self.actor_id = actor_id
+
+
+class EventRecorder:
+    """Appends events and their outbox rows inside the caller's transaction.
+
+    Callers update (and so lock, on PostgreSQL) the aggregate's row before recording, which
+    makes `max(version) + 1` safe against concurrent writers of the same aggregate."""
+
+    def __init__(self, session: AsyncSession, context: EventContext) -> None:
+        self.session = session
+        self.context = context
+        self._last: EventRecord | None = None
+        self._versions: dict[tuple[str, uuid.UUID], int] = {}
+
+    async def _next_version(self, aggregate_type: str, aggregate_id: uuid.UUID) -> int:
+        key = (aggregate_type, aggregate_id)
+        if key not in self._versions:
+            current = await self.session.scalar(
+                select(func.coalesce(func.max(EventRecord.aggregate_version), 0)).where(
+                    EventRecord.aggregate_type == aggregate_type,
+                    EventRecord.aggregate_id == aggregate_id,
+                )
+            )
+            self._versions[key] = int(current or 0)
+        self._versions[key] += 1
+        return self._versions[key]
+
+    async def record(
+        self,
+        event: DomainEvent,
+        *,
+        tenant_id: uuid.UUID,
+        aggregate_type: str,
+        aggregate_id: uuid.UUID,
+        payload: dict[str, Any],
+        key: uuid.UUID | None = None,
+    ) -> EventRecord:
+        version = await self._next_version(aggregate_type, aggregate_id)
+        causation = str(self._last.id) if self._last is not None else None
+        row = EventRecord(
+            id=uuid7(),
+            tenant_id=tenant_id,
+            aggregate_type=aggregate_type,
+            aggregate_id=aggregate_id,
+            aggregate_version=version,
+            event_type=event.value,
+            payload=payload,
+            correlation_id=self.context.correlation_id,
+            causation_id=causation,
+            actor_type=self.context.actor_type,
+            actor_id=self.context.actor_id,
+            occurred_at=utcnow(),
+        )
+        self.session.add(row)
+        # Read after commit to wake the outbox relay without polling.
+        self.session.info["outbox_written"] = True
+        self.session.add(
+            OutboxRecord(
+                event_id=row.id,
+                tenant_id=tenant_id,
+                topic=topic_for(event).value,
+                key=str(key or aggregate_id),
+                event_type=event.value,
+                payload=_envelope(row),
+                headers={"event_type": event.value, "correlation_id": row.correlation_id or ""},
+            )
+        )
+        self._last = row
+        return row
+
+
+def _envelope(row: EventRecord) -> dict[str, Any]:
+    """The versioned message consumers receive."""
+    occurred: DateTime | datetime = row.occurred_at
+    return {
+        "schema_version": 1,
+        "event_id": str(row.id),
+        "event_type": row.event_type,
+        "tenant_id": str(row.tenant_id),
+        "aggregate_type": row.aggregate_type,
+        "aggregate_id": str(row.aggregate_id),
+        "aggregate_version": row.aggregate_version,
+        "occurred_at": occurred.isoformat() if isinstance(occurred, datetime) else None,
+        "correlation_id": row.correlation_id,
+        "causation_id": row.causation_id,
+        "data": row.payload,
+    }

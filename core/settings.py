@@ -1,0 +1,141 @@
+"""One typed settings object for every RelayDesk process, validated at start."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_JWT_SECRET = "relaydesk-embedded-insecure-secret-change-me"  # noqa: S105
+
+
+class Mode(StrEnum):
+    EMBEDDED = "embedded"
+    PRODUCTION = "production"
+
+
+class DatabaseSettings(BaseModel):
+    # Empty means "SQLite file under the data dir" (the embedded default).
+    url: str = ""
+    pool_size: int = Field(default=10, ge=1, le=200)
+    max_overflow: int = Field(default=20, ge=0, le=400)
+    echo: bool = False
+
+
+class RedisSettings(BaseModel):
+    # Empty means in-memory fallbacks for cache and rate limits.
+    url: str = ""
+
+
+class KafkaSettings(BaseModel):
+    # Empty means the in-process event bus.
+    bootstrap_servers: str = ""
+    topic_prefix: str = "relaydesk."
+    partitions: int = Field(default=6, ge=1, le=1024)
+
+
+class RaySettings(BaseModel):
+    # Empty means a local Ray started by the process.
+    address: str = ""
+
+
+class MlflowSettings(BaseModel):
+    # Empty means a local store under the data dir.
+    tracking_uri: str = ""
+
+
+class AuthSettings(BaseModel):
+    jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    jwt_algorithm: str = "HS256"
+    token_ttl_minutes: int = Field(default=12 * 60, ge=1, le=60 * 24 * 30)
+
+
+class ApiSettings(BaseModel):
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    rate_limit_per_minute: int = Field(default=6000, ge=0, description="0 disables")
+    page_size_default: int = Field(default=50, ge=1, le=500)
+    page_size_max: int = Field(default=500, ge=1, le=5000)
+
+
+class Settings(BaseSettings):
+    """Settings from `RELAYDESK_*` variables; nested sections use `__`, e.g.
+    `RELAYDESK_DATABASE__URL`. The short names documented in the README
+    (`RELAYDESK_DATABASE_URL`, ...) are accepted too."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RELAYDESK_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    data_dir: Path = Path(".relaydesk")
+    database_url: str = ""
+    redis_url: str = ""
+    kafka_bootstrap_servers: str = ""
+    ray_address: str = ""
+    mlflow_tracking_uri: str = ""
+    jwt_secret: SecretStr | None = None
+
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    ray: RaySettings = RaySettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    auth: AuthSettings = AuthSettings()
+    api: ApiSettings = ApiSettings()
+
+    @model_validator(mode="after")
+    def _fold_short_names(self) -> Settings:
+        # The flat names win over the nested defaults: they are what operators type.
+        if self.database_url:
+            self.database.url = self.database_url
+        if self.redis_url:
+            self.redis.url = self.redis_url
+        if self.kafka_bootstrap_servers:
+            self.kafka.bootstrap_servers = self.kafka_bootstrap_servers
+        if self.ray_address:
+            self.ray.address = self.ray_address
+        if self.mlflow_tracking_uri:
+            self.mlflow.tracking_uri = self.mlflow_tracking_uri
+        if self.jwt_secret is not None:
+            self.auth.jwt_secret = self.jwt_secret
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> Settings:
+        if (
+            self.mode is Mode.PRODUCTION
+            and self.auth.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET
+        ):
+            raise ValueError(
+                "RELAYDESK_JWT_SECRET must be set to a private value outside the embedded "
+                "mode (a database, Redis or Kafka URL is configured)"
+            )
+        if len(self.auth.jwt_secret.get_secret_value()) < 16:
+            raise ValueError("RELAYDESK_JWT_SECRET must be at least 16 characters long")
+        return self
+
+    @property
+    def mode(self) -> Mode:
+        external = (self.database.url, self.redis.url, self.kafka.bootstrap_servers)
+        return Mode.PRODUCTION if any(external) else Mode.EMBEDDED
+
+    @property
+    def database_dsn(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'relaydesk.db').resolve()}"
+
+    @property
+    def mlflow_uri(self) -> str:
+        if self.mlflow.tracking_uri:
+            return self.mlflow.tracking_uri
+        return f"sqlite:///{(self.data_dir / 'mlflow' / 'mlflow.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
