@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_JWT_SECRET = "relaydesk-embedded-insecure-secret-change-me"  # noqa: S105
+DEFAULT_JWT_SECRET = "relaydesk-embedded-insecure-secret-change-me"
 
 
 class Mode(StrEnum):

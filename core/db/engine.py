@@ -7,7 +7,12 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from core.settings import Settings
 
@@ -30,9 +35,7 @@ def _sqlite_engine(dsn: str, settings: Settings) -> AsyncEngine:
     database = make_url(dsn).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(
-        dsn, echo=settings.database.echo, connect_args={"timeout": 30}
-    )
+    engine = create_async_engine(dsn, echo=settings.database.echo, connect_args={"timeout": 30})
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -56,3 +59,8 @@ def _sqlite_engine(dsn: str, settings: Settings) -> AsyncEngine:
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def dialect_name(session: AsyncSession) -> str:
+    """ "postgresql" or "sqlite": the few queries that differ by database branch on this."""
+    return session.get_bind().dialect.name

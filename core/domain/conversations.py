@@ -45,9 +45,7 @@ class Conversation(IdMixin, TenantMixin, TimestampMixin, Base):
     channel_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("channels.id", ondelete="CASCADE"), nullable=False
     )
-    status: Mapped[str] = mapped_column(
-        String(16), nullable=False, default=ConversationStatus.OPEN
-    )
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=ConversationStatus.OPEN)
     priority: Mapped[str] = mapped_column(String(16), nullable=False, default=Priority.NORMAL)
     assignee_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("users.id", ondelete="SET NULL")

@@ -69,7 +69,7 @@ class Ticket(IdMixin, TenantMixin, TimestampMixin, Base):
     resolution_breached: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
     # Optimistic locking: every UPDATE carries `WHERE version = <read version>`.
-    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+    __mapper_args__ = {"version_id_col": version}
 
 
 ticket_conversations = Table(

@@ -111,7 +111,9 @@ class KafkaEventBus:
     async def ping(self) -> None:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=3000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap_servers, request_timeout_ms=3000
+        )
         try:
             await asyncio.wait_for(admin.start(), timeout=5)
             await asyncio.wait_for(admin.list_topics(), timeout=5)

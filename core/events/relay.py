@@ -12,6 +12,7 @@ import logging
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.db.engine import dialect_name
 from core.db.types import utcnow
 from core.events.bus import BusMessage, EventBus
 from core.events.store import OutboxRecord
@@ -47,7 +48,7 @@ class OutboxRelay:
                 .order_by(OutboxRecord.id)
                 .limit(self.batch_size)
             )
-            if session.bind.dialect.name == "postgresql":
+            if dialect_name(session) == "postgresql":
                 # Several relays may run; each takes rows the others have not locked.
                 query = query.with_for_update(skip_locked=True)
             rows = list((await session.scalars(query)).all())

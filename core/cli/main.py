@@ -1,0 +1,161 @@
+"""The `relaydesk` command."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+
+from core.domain.enums import Role
+from core.settings import Settings, get_settings
+
+app = typer.Typer(
+    help="RelayDesk: AI-first customer support. Run `relaydesk up` to start.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+users_app = typer.Typer(help="People who work in a tenant.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys for integrations.", no_args_is_help=True)
+demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="api-keys")
+app.add_typer(demo_app, name="demo")
+
+T = TypeVar("T")
+
+
+def load_settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        typer.secho("Configuration error:", fg="red", err=True)
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            typer.secho(f"  {where}: {err['msg']}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def run(make: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
+    """Run one async job with the process settings; domain errors become clean exits."""
+    from api.errors import ApiError
+
+    settings = load_settings()
+    try:
+        return asyncio.run(make(settings))
+    except ApiError as exc:
+        typer.secho(f"error: {exc.message}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    except OSError as exc:
+        typer.secho(f"error: cannot reach a service: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Apply database migrations (PostgreSQL or SQLite)."""
+    from core.db.migrate import upgrade
+
+    settings = load_settings()
+    upgrade(settings, revision)
+    typer.echo(f"database at {revision} ({settings.mode} mode)")
+
+
+@app.command()
+def bootstrap(
+    tenant: Annotated[str, typer.Option(help="Tenant name.")],
+    admin_email: Annotated[str, typer.Option(help="First admin's email.")],
+    admin_password: Annotated[
+        str | None, typer.Option(help="First admin's password (asked if omitted).")
+    ] = None,
+) -> None:
+    """Create a tenant with its first admin, and print an admin API key once."""
+    from core.cli.jobs import bootstrap_job
+
+    password = admin_password or getpass.getpass("Admin password: ")
+    result = run(lambda s: bootstrap_job(s, tenant, admin_email, password))
+    typer.echo(f"tenant:  {result.tenant.name} (slug {result.tenant.slug}, id {result.tenant.id})")
+    typer.echo(f"admin:   {result.admin.email}")
+    typer.echo(f"API key: {result.api_key}")
+    typer.secho("Store the API key now: it is not shown again.", fg="yellow")
+
+
+@users_app.command("create")
+def users_create(
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    email: Annotated[str, typer.Option()],
+    name: Annotated[str, typer.Option()],
+    role: Annotated[Role, typer.Option()] = Role.AGENT,
+    password: Annotated[str | None, typer.Option(help="Asked if omitted.")] = None,
+) -> None:
+    """Create a user in a tenant."""
+    from core.cli.jobs import create_user_job
+
+    secret = password or getpass.getpass("Password: ")
+    user = run(lambda s: create_user_job(s, tenant, email, name, role, secret))
+    typer.echo(f"created {user.role} {user.email} ({user.id})")
+
+
+@keys_app.command("create")
+def api_keys_create(
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    name: Annotated[str, typer.Option(help="What the key is for.")],
+    role: Annotated[Role, typer.Option()] = Role.AGENT,
+) -> None:
+    """Create an API key and print it once."""
+    from core.cli.jobs import create_key_job
+
+    key = run(lambda s: create_key_job(s, tenant, name, role))
+    typer.echo(key)
+    typer.secho("Store the key now: it is not shown again.", fg="yellow", err=True)
+
+
+@demo_app.command("seed")
+def demo_seed(
+    tenant: Annotated[str, typer.Option(help="Demo tenant name.")] = "Demo",
+) -> None:
+    """Create a realistic demo tenant: agents, teams, channels, customers, multilingual
+    conversations and tickets in every status."""
+    from core.cli.demo import seed_demo
+
+    summary = run(lambda s: seed_demo(s, tenant))
+    for line in summary:
+        typer.echo(line)
+
+
+@app.command()
+def up(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    demo: Annotated[
+        bool, typer.Option(help="On an empty embedded database, create the demo tenant.")
+    ] = True,
+) -> None:
+    """Serve the API. Embedded mode migrates its SQLite database and, on first start,
+    creates a demo tenant and prints how to sign in."""
+    import uvicorn
+
+    from api.app import create_app
+    from core.cli.jobs import first_start
+
+    settings = load_settings()
+    for line in run(lambda s: first_start(s, demo=demo)):
+        typer.echo(line)
+    typer.echo(f"RelayDesk API on http://{host}:{port}  (OpenAPI: http://{host}:{port}/docs)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())
