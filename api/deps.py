@@ -24,7 +24,9 @@ from core.settings import Settings
 ROLE_RANK = {Role.VIEWER: 0, Role.AGENT: 1, Role.ADMIN: 2}
 
 
-def get_runtime(request: Request) -> Runtime:
+# Every dependency is `async def`, even when it does not await: FastAPI runs a plain `def`
+# dependency in a worker thread, a thread hop per dependency per request.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -32,7 +34,7 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_settings(runtime: RuntimeDep) -> Settings:
+async def get_settings(runtime: RuntimeDep) -> Settings:
     return runtime.settings
 
 
@@ -92,10 +94,16 @@ async def _from_token(session: AsyncSession, settings: Settings, token: str) -> 
         user_id = uuid.UUID(claims["sub"])
     except ValueError as exc:
         raise Unauthorized("invalid token subject") from exc
-    user = await session.get(User, user_id)
+    # Three columns, not the ORM object: loading a User also loads its teams and their
+    # members (selectin relationships), extra queries on every request.
+    user = (
+        await session.execute(
+            select(User.tenant_id, User.role, User.is_active).where(User.id == user_id)
+        )
+    ).one_or_none()
     if user is None or not user.is_active or str(user.tenant_id) != claims["tid"]:
         raise Unauthorized("the token's user no longer exists or is deactivated")
-    return Principal(tenant_id=user.tenant_id, role=Role(user.role), user_id=user.id)
+    return Principal(tenant_id=user.tenant_id, role=Role(user.role), user_id=user_id)
 
 
 async def get_principal(
@@ -138,7 +146,7 @@ Agent = Annotated[Principal, Depends(require(Role.AGENT))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 
 
-def get_recorder(request: Request, session: SessionDep, principal: Viewer) -> EventRecorder:
+async def get_recorder(request: Request, session: SessionDep, principal: Viewer) -> EventRecorder:
     correlation = request.headers.get("x-correlation-id") or request.headers.get("x-request-id")
     return EventRecorder(
         session,

@@ -76,6 +76,15 @@ class RequestGuard:
             await send(message)
 
         try:
+            if b"%00" in scope.get("query_string", b""):
+                # No column can hold a NUL; refuse it here rather than fail in the database.
+                status_holder["status"] = 400
+                await _send_json(
+                    send_wrapper,
+                    400,
+                    error_body("invalid_query", "query parameters must not contain NUL"),
+                )
+                return
             body = await self._read_body(scope, receive, headers)
             if body is None:
                 status_holder["status"] = 413

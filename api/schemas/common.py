@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+import math
 import binascii
 import uuid
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from api.errors import BadRequest
 
@@ -24,10 +25,36 @@ Email = Annotated[
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
+def _check_storable(value: Any, depth: int = 0) -> None:
+    """Refuse what databases cannot store: PostgreSQL rejects NUL characters in text and
+    non-finite numbers in JSON, which would otherwise surface as a 500 at commit time."""
+    if depth > 32:
+        raise ValueError("JSON nested deeper than 32 levels")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain NUL characters")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("numbers must be finite")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_storable(key, depth + 1)
+            _check_storable(item, depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_storable(item, depth + 1)
+
+
 class Input(BaseModel):
     """Request bodies refuse fields they do not know: a typo is an error, not a no-op."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        _check_storable(data)
+        return data
 
 
 class Output(BaseModel):

@@ -172,6 +172,9 @@ class BusinessHours(Input):
             for start, end in spans:
                 if start >= end and end != "24:00":
                     raise ValueError(f"{day}: {start}-{end} ends before it starts")
+        if not any(value.values()):
+            # A calendar that never opens has no due time: every ticket create would fail.
+            raise ValueError("business hours need at least one opening span")
         return value
 
 

@@ -25,6 +25,17 @@ async def get_owned(
     return obj
 
 
+async def check_owned(
+    session: AsyncSession, model: Any, obj_id: uuid.UUID, tenant_id: uuid.UUID, *, what: str
+) -> None:
+    """`get_owned`'s 404 for a reference that is only checked, without loading the row: a
+    user, team or customer loads its selectin relationships too (a user's teams and their
+    members: two more queries)."""
+    owner = await session.scalar(select(model.tenant_id).where(model.id == obj_id))
+    if owner is None or owner != tenant_id:
+        raise NotFound(f"{what} {obj_id} not found")
+
+
 async def keyset_page(
     session: AsyncSession, query: Select[tuple[M]], id_column: Any, cursor: str | None, limit: int
 ) -> tuple[list[M], str | None]:

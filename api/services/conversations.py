@@ -231,6 +231,15 @@ async def update_conversation(
     for name in ("status", "priority", "tags"):
         if name in fields and fields[name] is None:
             raise BadRequest(f"{name} cannot be null", code="null_not_allowed")
+    if conversation.merged_into_id is not None and fields.get("status") not in (
+        None,
+        ConversationStatus.RESOLVED,
+    ):
+        # Reopened, it would take the customer's new messages, yet refuse replies.
+        raise Conflict(
+            f"conversation was merged into {conversation.merged_into_id}; reopen that one",
+            code="conversation_merged",
+        )
     old_status = conversation.status
     if "tags" in fields:
         fields["tags"] = list(dict.fromkeys(fields["tags"]))

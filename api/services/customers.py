@@ -76,6 +76,10 @@ async def update_customer(
 ) -> Customer:
     customer = await get_owned(session, Customer, customer_id, tenant_id, what="customer")
     changes = data.model_dump(exclude_unset=True)
+    for required in ("name", "attributes"):
+        # A JSON null would be stored as such and break every later read of the customer.
+        if required in changes and changes[required] is None:
+            raise BadRequest(f"{required} cannot be null", code="null_not_allowed")
     for name, value in changes.items():
         if name == "email" and value is not None:
             value = str(value).lower()

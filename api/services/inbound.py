@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import Table, func, inspect, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import lazyload
 
 from api.errors import Conflict
 from api.schemas.conversations import InboundCustomer, InboundMessage
 from api.schemas.customers import normalize_identity
-from core.db.types import UTCDateTime, utcnow
+from core.db.types import UTCDateTime, utcnow, uuid7
 from core.domain.channels import Channel
 from core.domain.conversations import Conversation, Message
 from core.domain.customers import Customer, CustomerIdentity
@@ -77,6 +80,8 @@ async def _resolve_customer(
             CustomerIdentity.kind == kind,
             CustomerIdentity.value == value,
         )
+        # The identities are not used here: skip the selectin query that loads them.
+        .options(lazyload(Customer.identities))
     )
     customer = await session.scalar(lookup)
     if customer is None:
@@ -109,6 +114,7 @@ async def _resolve_customer(
                 aggregate_type="customer",
                 aggregate_id=customer.id,
                 payload={"name": customer.name, "identity": {"kind": kind, "value": value}},
+                first=True,
             )
     # A merged customer's identities moved to the survivor, so this only guards old rows.
     if customer.merged_into_id is not None:
@@ -154,8 +160,31 @@ async def _thread(
         aggregate_type="conversation",
         aggregate_id=conversation.id,
         payload={"customer_id": str(customer.id), "channel_id": str(channel.id)},
+        first=True,
     )
     return conversation
+
+
+async def _insert_once(session: AsyncSession, message: Message) -> bool:
+    """INSERT the message unless the channel already stored its provider id: False then.
+
+    One `INSERT ... ON CONFLICT DO NOTHING` instead of an ORM flush inside a savepoint
+    (SAVEPOINT, INSERT, RELEASE: three round trips on the hottest path). `message` stays a
+    plain (transient) object; like a flush, only the attributes set on it are sent, so an
+    unset JSON column is SQL NULL, not JSON null."""
+    table = cast(Table, Message.__table__)
+    given = inspect(message).dict
+    values = {
+        a.columns[0].name: given[a.key] for a in inspect(Message).column_attrs if a.key in given
+    }
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(table)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["channel_id", "provider_message_id"])
+        .returning(table.c.id)
+    )
+    return (await session.execute(statement)).first() is not None
 
 
 def message_payload(message: Message, conversation: Conversation) -> dict[str, Any]:
@@ -187,6 +216,7 @@ async def receive(
     conversation = await _thread(session, recorder, channel, customer, subject)
     now = utcnow()
     message = Message(
+        id=uuid7(),
         tenant_id=tenant_id,
         conversation_id=conversation.id,
         channel_id=channel.id,
@@ -201,15 +231,13 @@ async def receive(
         meta=data.metadata,
         sent_at=data.sent_at or now,
         created_at=now,
+        updated_at=now,
     )
-    try:
-        async with session.begin_nested():
-            session.add(message)
-            await session.flush()
-    except IntegrityError:
+    if not await _insert_once(session, message):
+        # A concurrent request stored the same provider id first (we waited for it).
         found = await _existing_message(session, channel.id, data.provider_message_id)
         if found is None:
-            raise
+            raise RuntimeError(f"message {data.provider_message_id!r} conflicted but is gone")
         return await _duplicate(session, found)
 
     # One UPDATE: it also locks the conversation row, which orders concurrent writers of the

@@ -1,7 +1,8 @@
 """Full-text search: PostgreSQL text search or SQLite FTS5, behind one function.
 
 PostgreSQL matches the expression indexes created by the first migration, so the
-expressions below must stay byte-for-byte the same as those index definitions."""
+expressions below must stay the same as those index definitions (a table alias does not
+matter; the function, configuration and columns do)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ import re
 from sqlalchemy import ColumnElement, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-_PG_TICKETS = """(
-  to_tsvector('simple', tickets.subject || ' ' || tickets.description)
+# One IN over a UNION, not `subject matches OR id IN (...)`: with the OR, PostgreSQL can use
+# neither GIN index for the subject branch and computes to_tsvector on every ticket of the
+# tenant walking the primary key (1.1 s at 100k tickets for a term that matches nothing).
+# The UNION lets each branch use its own index; the set of tickets is the same.
+_PG_TICKETS = """tickets.id IN (
+  SELECT t.id FROM tickets t
+  WHERE to_tsvector('simple', t.subject || ' ' || t.description)
     @@ websearch_to_tsquery('simple', :fts_q)
-  OR tickets.id IN (
-    SELECT tc.ticket_id FROM ticket_conversations tc
-    JOIN messages m ON m.conversation_id = tc.conversation_id
-    WHERE to_tsvector('simple', m.text) @@ websearch_to_tsquery('simple', :fts_q)
-  )
+  UNION
+  SELECT tc.ticket_id FROM ticket_conversations tc
+  JOIN messages m ON m.conversation_id = tc.conversation_id
+  WHERE to_tsvector('simple', m.text) @@ websearch_to_tsquery('simple', :fts_q)
 )"""
 
 _SQLITE_TICKETS = """(

@@ -24,7 +24,7 @@ from core.events.store import EventRecord, EventRecorder
 from core.events.types import DomainEvent
 
 from . import sla
-from .common import get_owned
+from .common import check_owned, get_owned
 from .search import ticket_text_match
 
 
@@ -76,12 +76,21 @@ async def _check_refs(
         "sla_policy_id": (SlaPolicy, "SLA policy"),
     }
     for name, (model, what) in refs.items():
-        if fields.get(name) is not None:
+        if fields.get(name) is None:
+            continue
+        if model is SlaPolicy:  # read again right after (policy_for): keep it in the session
             await get_owned(session, model, fields[name], tenant_id, what=what)
+        else:
+            await check_owned(session, model, fields[name], tenant_id, what=what)
 
 
 async def _record(
-    recorder: EventRecorder, ticket: Ticket, event: DomainEvent, payload: dict[str, Any]
+    recorder: EventRecorder,
+    ticket: Ticket,
+    event: DomainEvent,
+    payload: dict[str, Any],
+    *,
+    first: bool = False,
 ) -> None:
     await recorder.record(
         event,
@@ -89,6 +98,7 @@ async def _record(
         aggregate_type="ticket",
         aggregate_id=ticket.id,
         payload={"number": ticket.number, **payload},
+        first=first,
     )
 
 
@@ -109,6 +119,7 @@ async def create_ticket(
     session: AsyncSession, recorder: EventRecorder, tenant_id: uuid.UUID, data: TicketCreate
 ) -> Ticket:
     fields = data.model_dump(exclude={"conversation_id"})
+    fields["tags"] = list(dict.fromkeys(fields["tags"]))  # as updates do
     await _check_refs(session, tenant_id, fields)
     conversation = None
     if data.conversation_id is not None:
@@ -148,6 +159,7 @@ async def create_ticket(
         ticket,
         DomainEvent.TICKET_CREATED,
         {"subject": ticket.subject, "status": ticket.status, "priority": ticket.priority},
+        first=True,
     )
     if conversation is not None:
         await _link(session, recorder, ticket, conversation)
@@ -294,6 +306,9 @@ async def bulk_update(
     """Apply one change set to many tickets in a single transaction. Each ticket runs in a
     savepoint, so one illegal transition fails that ticket alone and is reported by id."""
     base = changes.model_dump(exclude_unset=True, exclude={"add_tags", "remove_tags"})
+    for required in ("status", "priority", "type"):
+        if required in base and base[required] is None:
+            raise BadRequest(f"{required} cannot be null", code="null_not_allowed")
     await _check_refs(session, tenant_id, base)
     unique_ids = list(dict.fromkeys(ids))
     found = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -46,14 +47,28 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_last_ms = 0
+_counter = 0
+_lock = threading.Lock()
+
+
 def uuid7() -> uuid.UUID:
-    """A time-ordered UUID (RFC 9562 v7): ids sort by creation, which keeps keyset
-    pagination stable and B-tree inserts local."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    """A time-ordered UUID (RFC 9562 v7). Within one millisecond a 12-bit counter in
+    `rand_a` keeps ids of this process strictly increasing, so "newest first" and keyset
+    pages stay exact even for rows created in the same millisecond."""
+    global _last_ms, _counter
+    with _lock:
+        ms = time.time_ns() // 1_000_000
+        if ms > _last_ms:
+            _last_ms, _counter = ms, int.from_bytes(os.urandom(2), "big") & 0x3FF
+        else:
+            _counter += 1
+            if _counter > 0xFFF:  # counter spent: borrow the next millisecond
+                _last_ms, _counter = _last_ms + 1, 0
+        ms, counter = _last_ms, _counter
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
-    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= counter << 64
     value |= 0b10 << 62
-    value |= rand & ((1 << 62) - 1)
+    value |= int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
     return uuid.UUID(int=value)

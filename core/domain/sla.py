@@ -52,27 +52,32 @@ class BusinessCalendar:
         return cls(config.get("timezone", "UTC"), hours, holidays)
 
     def _spans(self, day: date) -> list[tuple[datetime, datetime]]:
+        # As UTC instants: arithmetic on aware datetimes that share a zone ignores the UTC
+        # offset, which would count wall-clock time on the 23- and 25-hour days of a DST
+        # change instead of the minutes a customer actually waits.
         if day in self.holidays:
             return []
         spans = self.hours.get(WEEKDAYS[day.weekday()], [])
-        return [
-            (datetime.combine(day, a, self.tz), datetime.combine(day, b, self.tz))
-            for a, b in sorted(spans)
-        ]
+        return [(self._instant(day, a), self._instant(day, b)) for a, b in sorted(spans)]
+
+    def _instant(self, day: date, clock: time) -> datetime:
+        if clock == time.max:  # "24:00": the next midnight, not a microsecond before it
+            return datetime.combine(day + timedelta(days=1), time(0), self.tz).astimezone(UTC)
+        return datetime.combine(day, clock, self.tz).astimezone(UTC)
 
     def add_minutes(self, start: datetime, minutes: int) -> datetime:
         remaining = timedelta(minutes=minutes)
-        local = start.astimezone(self.tz)
-        day = local.date()
+        instant = start.astimezone(UTC)
+        day = start.astimezone(self.tz).date()
         # A calendar with no opening hours at all would loop forever; two years is the bound.
         for _ in range(366 * 2):
             for open_at, close_at in self._spans(day):
-                begin = max(open_at, local)
+                begin = max(open_at, instant)
                 if begin >= close_at:
                     continue
                 available = close_at - begin
                 if remaining <= available:
-                    return (begin + remaining).astimezone(UTC)
+                    return begin + remaining
                 remaining -= available
             day += timedelta(days=1)
         raise ValueError("business-hours calendar has no working time in the next two years")

@@ -128,7 +128,12 @@ class EventRecorder:
         aggregate_id: uuid.UUID,
         payload: dict[str, Any],
         key: uuid.UUID | None = None,
+        first: bool = False,
     ) -> EventRecord:
+        """Append an event. `first=True` says the aggregate was created in this transaction,
+        so it has no events yet and the version query can be skipped."""
+        if first:
+            self._versions.setdefault((aggregate_type, aggregate_id), 0)
         version = await self._next_version(aggregate_type, aggregate_id)
         causation = str(self._last.id) if self._last is not None else None
         row = EventRecord(

@@ -1,0 +1,126 @@
+"""Fixtures: one migrated database, runtime, app and client per backend; a fresh tenant per test.
+
+Every data-layer and API test runs twice, on SQLite (embedded mode) and on the PostgreSQL
+started by `scripts/services up`; the services' URLs come from `scripts/services env`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from api.app import create_app
+from core.db.migrate import upgrade_async
+from core.runtime import Runtime
+from core.settings import Settings
+from tests.factories import JWT_SECRET, Backend, TenantCtx, make_tenant
+
+# A developer's own RELAYDESK_* variables must not leak into the settings the tests build.
+for _name in list(os.environ):
+    if _name.startswith("RELAYDESK_") and not _name.startswith("RELAYDESK_TEST_"):
+        del os.environ[_name]
+
+SERVICES_HINT = (
+    "start the services and export their URLs: "
+    "scripts/services up && source <(scripts/services env)"
+)
+
+
+def require_env(name: str) -> str:
+    """The URL of a backing service; its absence is an error, never a skip."""
+    value = os.environ.get(name, "")
+    if not value:
+        pytest.fail(f"{name} is not set: {SERVICES_HINT}", pytrace=False)
+    return value
+
+
+class PostgresDatabase:
+    """relaydesk_test with a fresh `public` schema, migrated once per session on first use."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._url: str | None = None
+        self._lock = asyncio.Lock()
+
+    async def url(self) -> str:
+        async with self._lock:
+            if self._url is None:
+                url = require_env("RELAYDESK_TEST_DATABASE_URL")
+                engine = create_async_engine(url)
+                try:
+                    async with engine.begin() as connection:
+                        await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+                        await connection.execute(text("CREATE SCHEMA public"))
+                except Exception as exc:
+                    pytest.fail(
+                        f"PostgreSQL at {url} failed ({exc!r}): {SERVICES_HINT}", pytrace=False
+                    )
+                finally:
+                    await engine.dispose()
+                await upgrade_async(self.settings(url))
+                self._url = url
+            return self._url
+
+    def settings(self, url: str, **extra: Any) -> Settings:
+        return Settings(database_url=url, data_dir=self.data_dir, jwt_secret=JWT_SECRET, **extra)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> PostgresDatabase:
+    return PostgresDatabase(tmp_path_factory.mktemp("pg-data"))
+
+
+async def _sqlite_settings(data_dir: Path) -> Settings:
+    # Nothing external configured: the embedded mode, SQLite under the data dir.
+    settings = Settings(data_dir=data_dir, jwt_secret=JWT_SECRET)
+    await upgrade_async(settings)
+    return settings
+
+
+def client_for(runtime: Runtime, *, raise_app_exceptions: bool = True) -> httpx.AsyncClient:
+    app = create_app(runtime=runtime)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
+    return httpx.AsyncClient(transport=transport, base_url="http://relaydesk.test")
+
+
+@pytest_asyncio.fixture(
+    scope="session",
+    loop_scope="session",
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+)
+async def backend(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres: PostgresDatabase,
+) -> AsyncIterator[Backend]:
+    if request.param == "postgres":
+        settings = postgres.settings(await postgres.url())
+    else:
+        settings = await _sqlite_settings(tmp_path_factory.mktemp("sqlite-data"))
+    runtime = Runtime.build(settings)
+    client = client_for(runtime)
+    try:
+        yield Backend(name=request.param, settings=settings, runtime=runtime, client=client)
+    finally:
+        await client.aclose()
+        await runtime.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def tenant(backend: Backend) -> TenantCtx:
+    """A new tenant with admin, agent and viewer users, an admin API key and a channel."""
+    return await make_tenant(backend)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def other_tenant(backend: Backend) -> TenantCtx:
+    """A second tenant, for isolation checks."""
+    return await make_tenant(backend)
