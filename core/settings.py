@@ -130,6 +130,11 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{(self.data_dir / 'relaydesk.db').resolve()}"
 
     @property
+    def models_dir(self) -> Path:
+        """Built model artifacts, each in a folder named by its content hash."""
+        return self.data_dir / "models"
+
+    @property
     def mlflow_uri(self) -> str:
         if self.mlflow.tracking_uri:
             return self.mlflow.tracking_uri

@@ -207,3 +207,32 @@ async def test_null_for_a_required_field_is_400_and_harmless(tenant: TenantCtx) 
         200,
     )
     assert (cleared["email"], cleared["phone"]) == (None, None)
+
+
+async def test_changing_email_claims_the_identity_or_conflicts(tenant: TenantCtx) -> None:
+    headers = tenant.agent.headers
+    first = await tenant.client.post(
+        "/v1/customers", json={"name": "A", "email": "a1@shop.example"}, headers=headers
+    )
+    second = await tenant.client.post(
+        "/v1/customers", json={"name": "B", "email": "b1@shop.example"}, headers=headers
+    )
+    assert first.status_code == second.status_code == 201
+    moved = await tenant.client.patch(
+        f"/v1/customers/{first.json()['id']}", json={"email": "A2@Shop.example"}, headers=headers
+    )
+    assert moved.status_code == 200
+    kinds = {(i["kind"], i["value"]) for i in moved.json()["identities"]}
+    assert ("email", "a2@shop.example") in kinds
+    found = await tenant.client.get(
+        "/v1/customers", params={"email": "a2@shop.example"}, headers=headers
+    )
+    assert [c["id"] for c in found.json()["items"]] == [first.json()["id"]]
+
+    clash = await tenant.client.patch(
+        f"/v1/customers/{first.json()['id']}", json={"email": "b1@shop.example"}, headers=headers
+    )
+    assert clash.status_code == 409
+    assert clash.json()["error"]["code"] == "duplicate_identity"
+    unchanged = await tenant.client.get(f"/v1/customers/{first.json()['id']}", headers=headers)
+    assert unchanged.json()["email"] == "a2@shop.example"

@@ -87,3 +87,20 @@ async def test_users_are_listed_by_name_without_secrets(tenant: TenantCtx) -> No
     )
     assert renamed["name"] == "Zed"
     assert [u["name"] for u in await get_json(tenant, "/v1/users")][-1] == "Zed"
+
+
+
+async def test_last_admin_cannot_be_demoted_or_deactivated(tenant: TenantCtx) -> None:
+    url = f"/v1/users/{tenant.admin.id}"
+    for change in ({"role": "agent"}, {"is_active": False}):
+        response = await tenant.client.patch(url, json=change, headers=tenant.key_headers)
+        assert response.status_code == 409, response.text
+        assert response.json()["error"]["code"] == "last_admin"
+    # With a second admin the first may step down.
+    promoted = await tenant.client.patch(
+        f"/v1/users/{tenant.agent.id}", json={"role": "admin"}, headers=tenant.key_headers
+    )
+    assert promoted.status_code == 200
+    demoted = await tenant.client.patch(url, json={"role": "agent"}, headers=tenant.key_headers)
+    assert demoted.status_code == 200
+    assert demoted.json()["role"] == "agent"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import delete, func, Select, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -311,6 +311,12 @@ async def merge(
                 ticket_conversations.c.ticket_id.not_in(linked),
             )
             .values(conversation_id=target.id)
+        )
+        # Links the target already had stay single: drop the source's duplicates.
+        await session.execute(
+            delete(ticket_conversations).where(
+                ticket_conversations.c.conversation_id == source.id
+            )
         )
         source.status = ConversationStatus.RESOLVED.value
         source.merged_into_id = target.id

@@ -87,6 +87,7 @@ async def update_customer(
             value = {**customer.attributes, **value}
         setattr(customer, name, value)
     await session.flush()
+    await _claim_identities(session, customer, changes)
     await recorder.record(
         DomainEvent.CUSTOMER_UPDATED,
         tenant_id=tenant_id,
@@ -95,7 +96,47 @@ async def update_customer(
         payload={"changed": sorted(changes)},
     )
     await session.commit()
+    await session.refresh(customer, ["identities"])
     return customer
+
+
+async def _claim_identities(
+    session: AsyncSession, customer: Customer, changes: dict[str, object]
+) -> None:
+    """A new email or phone becomes an identity of this customer, so channel messages from
+    it resolve here; one that belongs to another customer is a conflict, not a silent
+    second match. Old identities stay: the customer may still write from them."""
+    wanted = []
+    if changes.get("email"):
+        wanted.append((IdentityKind.EMAIL, normalize_identity(IdentityKind.EMAIL, str(changes["email"]))))
+    if changes.get("phone"):
+        wanted.append((IdentityKind.PHONE, normalize_identity(IdentityKind.PHONE, str(changes["phone"]))))
+    for kind, value in wanted:
+        owner = await session.scalar(
+            select(CustomerIdentity.customer_id).where(
+                CustomerIdentity.tenant_id == customer.tenant_id,
+                CustomerIdentity.kind == kind,
+                CustomerIdentity.value == value,
+            )
+        )
+        if owner is None:
+            session.add(
+                CustomerIdentity(
+                    tenant_id=customer.tenant_id, customer_id=customer.id, kind=kind, value=value
+                )
+            )
+        elif owner != customer.id:
+            await session.rollback()
+            raise Conflict(
+                f"{kind.value} {value} belongs to customer {owner}; merge the two instead",
+                code="duplicate_identity",
+                details={"customer_id": str(owner)},
+            )
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise Conflict("another customer took this identity", code="duplicate_identity") from exc
 
 
 def customer_query(

@@ -42,12 +42,17 @@ def apply_policy(ticket: Ticket, policy: SlaPolicy | None, now: datetime | None 
     # does not move the goalposts of tickets already running.
     ticket.sla_policy_id = policy.id
     start = ticket.created_at or now
-    ticket.first_response_due_at = due_at(
-        start, int(target["first_response_minutes"]), policy.business_hours
-    )
-    ticket.resolution_due_at = due_at(
-        start, int(target["resolution_minutes"]), policy.business_hours
-    )
+    try:
+        ticket.first_response_due_at = due_at(
+            start, int(target["first_response_minutes"]), policy.business_hours
+        )
+        ticket.resolution_due_at = due_at(
+            start, int(target["resolution_minutes"]), policy.business_hours
+        )
+    except ValueError:
+        # A calendar with no working time ahead (holidays over every open day) sets no
+        # due time rather than failing the change that triggered the recomputation.
+        ticket.first_response_due_at = ticket.resolution_due_at = None
     was = (ticket.first_response_breached, ticket.resolution_breached)
     ticket.first_response_breached = _breached(
         ticket.first_response_due_at, ticket.first_responded_at, now

@@ -6,7 +6,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -81,6 +81,14 @@ async def update_user(
     session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID, data: UserUpdate
 ) -> User:
     user = await get_owned(session, User, user_id, tenant_id, what="user")
+    stops_admin = user.role == Role.ADMIN and user.is_active and (
+        (data.role is not None and data.role is not Role.ADMIN) or data.is_active is False
+    )
+    if stops_admin and await _active_admins(session, tenant_id) <= 1:
+        raise Conflict(
+            "this is the tenant's last active admin; make someone else admin first",
+            code="last_admin",
+        )
     if data.name is not None:
         user.name = data.name
     if data.password is not None:
@@ -93,6 +101,15 @@ async def update_user(
         user.teams = await _teams(session, tenant_id, data.team_ids)
     await session.commit()
     return user
+
+
+async def _active_admins(session: AsyncSession, tenant_id: uuid.UUID) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(User.tenant_id == tenant_id, User.role == Role.ADMIN, User.is_active.is_(True))
+    )
+    return int(count or 0)
 
 
 async def save_team(

@@ -28,6 +28,15 @@ app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="api-keys")
 app.add_typer(demo_app, name="demo")
 
+
+def _mount_models() -> None:
+    from models.cli import app as models_app
+
+    app.add_typer(models_app, name="models", help="Build and inspect RelayDesk's models.")
+
+
+_mount_models()
+
 T = TypeVar("T")
 
 
