@@ -18,7 +18,12 @@ class ApiError(Exception):
     code = "bad_request"
 
     def __init__(
-        self, message: str, *, details: Any = None, code: str | None = None, headers: dict[str, str] | None = None
+        self,
+        message: str,
+        *,
+        details: Any = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message

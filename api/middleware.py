@@ -26,9 +26,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-REQUESTS = Counter(
-    "relaydesk_http_requests_total", "HTTP requests", ["method", "route", "status"]
-)
+REQUESTS = Counter("relaydesk_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
     "relaydesk_http_request_seconds",
     "HTTP request latency",
@@ -37,7 +35,9 @@ LATENCY = Histogram(
 )
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     payload = json.dumps(body).encode()
     await send(
         {
@@ -140,7 +140,9 @@ class RequestGuard:
     ) -> None:
         if not 1 <= len(key) <= 255:
             await _send_json(
-                send, 400, error_body("invalid_idempotency_key", "Idempotency-Key must be 1-255 characters")
+                send,
+                400,
+                error_body("invalid_idempotency_key", "Idempotency-Key must be 1-255 characters"),
             )
             return
         credential = headers.get("x-api-key") or headers.get("authorization") or ""
@@ -182,7 +184,9 @@ class RequestGuard:
                     await session.execute(
                         update(IdempotencyRecord)
                         .where(where)
-                        .values(status_code=captured["status"], response_body=b"".join(captured["body"]))
+                        .values(
+                            status_code=captured["status"], response_body=b"".join(captured["body"])
+                        )
                     )
                 else:
                     # Failures are not remembered: the client may fix the request and retry.
@@ -190,12 +194,17 @@ class RequestGuard:
                 await session.commit()
 
     @staticmethod
-    async def _replay_stored(send: Send, stored: IdempotencyRecord | None, request_hash: str) -> None:
+    async def _replay_stored(
+        send: Send, stored: IdempotencyRecord | None, request_hash: str
+    ) -> None:
         if stored is None or stored.status_code is None:
             await _send_json(
                 send,
                 409,
-                error_body("idempotency_in_progress", "a request with this Idempotency-Key is still running"),
+                error_body(
+                    "idempotency_in_progress",
+                    "a request with this Idempotency-Key is still running",
+                ),
             )
             return
         if stored.request_hash != request_hash:

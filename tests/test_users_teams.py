@@ -89,7 +89,6 @@ async def test_users_are_listed_by_name_without_secrets(tenant: TenantCtx) -> No
     assert [u["name"] for u in await get_json(tenant, "/v1/users")][-1] == "Zed"
 
 
-
 async def test_last_admin_cannot_be_demoted_or_deactivated(tenant: TenantCtx) -> None:
     url = f"/v1/users/{tenant.admin.id}"
     for change in ({"role": "agent"}, {"is_active": False}):

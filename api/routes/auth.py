@@ -14,7 +14,9 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 
 @router.post("/token", response_model=TokenResponse)
-async def create_token(body: TokenRequest, session: SessionDep, settings: SettingsDep) -> TokenResponse:
+async def create_token(
+    body: TokenRequest, session: SessionDep, settings: SettingsDep
+) -> TokenResponse:
     """Exchange an email and password for a bearer token."""
     user = await tenancy.authenticate(session, str(body.email), body.password, body.tenant)
     token = issue_token(settings, user_id=user.id, tenant_id=user.tenant_id, role=user.role)

@@ -142,9 +142,7 @@ async def assign(
     principal: Agent,
 ) -> Conversation:
     """Assign to an agent and/or a team; null unassigns."""
-    return await conversations.assign(
-        session, recorder, principal.tenant_id, conversation_id, body
-    )
+    return await conversations.assign(session, recorder, principal.tenant_id, conversation_id, body)
 
 
 @router.post("/merge", response_model=ConversationPublic)

@@ -45,7 +45,11 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     checks = dict(await asyncio.gather(*probes))
     ready = all(c["status"] == "up" for c in checks.values())
     return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "mode": runtime.settings.mode, "checks": checks},
+        {
+            "status": "ready" if ready else "not_ready",
+            "mode": runtime.settings.mode,
+            "checks": checks,
+        },
         status_code=200 if ready else 503,
     )
 

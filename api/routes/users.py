@@ -8,7 +8,14 @@ from fastapi import APIRouter, status
 from sqlalchemy import select
 
 from api.deps import Admin, SessionDep, Viewer
-from api.schemas.tenancy import TeamCreate, TeamPublic, TeamUpdate, UserCreate, UserPublic, UserUpdate
+from api.schemas.tenancy import (
+    TeamCreate,
+    TeamPublic,
+    TeamUpdate,
+    UserCreate,
+    UserPublic,
+    UserUpdate,
+)
 from api.services import tenancy
 from api.services.common import get_owned
 from core.domain.tenancy import Team, User

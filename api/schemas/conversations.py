@@ -27,7 +27,10 @@ class InboundCustomer(Input):
     identity: IdentityIn | None = Field(
         default=None, description="Defaults to the channel's identity kind with `external_id`."
     )
-    external_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)] | None = None
+    external_id: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
+        | None
+    ) = None
     name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
     email: Email | None = None
     phone: Annotated[str, StringConstraints(max_length=32)] | None = None

@@ -11,7 +11,9 @@ from pydantic import Field, StringConstraints, field_validator
 from api.schemas.common import Email, Input, Name, Output
 from core.domain.enums import ChannelType, IdentityKind
 
-IdentityValue = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
+IdentityValue = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)
+]
 Phone = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 ().-]{3,30}$")
 ]

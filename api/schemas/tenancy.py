@@ -18,8 +18,9 @@ class TokenRequest(Input):
     email: Email
     password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     tenant: str | None = Field(
-        default=None, max_length=100, description="Tenant slug; needed only if the email "
-        "has accounts in several tenants.",
+        default=None,
+        max_length=100,
+        description="Tenant slug; needed only if the email has accounts in several tenants.",
     )
 
 

@@ -167,7 +167,9 @@ class BusinessHours(Input):
 
     @field_validator("hours")
     @classmethod
-    def _spans_ordered(cls, value: dict[str, list[tuple[str, str]]]) -> dict[str, list[tuple[str, str]]]:
+    def _spans_ordered(
+        cls, value: dict[str, list[tuple[str, str]]]
+    ) -> dict[str, list[tuple[str, str]]]:
         for day, spans in value.items():
             for start, end in spans:
                 if start >= end and end != "24:00":

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import NotFound
 from api.schemas.common import decode_cursor, encode_cursor
+from core.db.engine import dialect_name
 
 M = TypeVar("M")
 
@@ -37,7 +38,7 @@ async def check_owned(
 
 
 async def keyset_page(
-    session: AsyncSession, query: Select[tuple[M]], id_column: Any, cursor: str | None, limit: int
+    session: AsyncSession, query: Select[M], id_column: Any, cursor: str | None, limit: int
 ) -> tuple[list[M], str | None]:
     """Newest first by time-ordered id. Rows created while a client pages land before its
     cursor, so pages never repeat or skip a row."""
@@ -50,7 +51,7 @@ async def keyset_page(
 
 def json_array_contains(session: AsyncSession, column: Any, value: str) -> ColumnElement[bool]:
     """`value in column` for a JSON array column, using the GIN index on PostgreSQL."""
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         return type_coerce(column, JSONB).contains([value])
     each = func.json_each(column).table_valued("value")
     return exists(select(literal(1)).select_from(each).where(each.c.value == value))

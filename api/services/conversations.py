@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, func, Select, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,7 +43,7 @@ def conversation_query(
     priority: str | None = None,
     updated_since: datetime | None = None,
     q: str | None = None,
-) -> Select[tuple[Conversation]]:
+) -> Select[Conversation]:
     query = select(Conversation).where(Conversation.tenant_id == tenant_id)
     if status:
         query = query.where(Conversation.status.in_([s.value for s in status]))
@@ -293,9 +293,9 @@ async def merge(
         if source.merged_into_id is not None:
             raise Conflict(f"conversation {source_id} was already merged", code="already_merged")
         result = await session.execute(
-            update(Message).where(Message.conversation_id == source.id).values(
-                conversation_id=target.id
-            )
+            update(Message)
+            .where(Message.conversation_id == source.id)
+            .values(conversation_id=target.id)
         )
         moved += result.rowcount or 0  # type: ignore[attr-defined]
         await session.execute(
@@ -314,9 +314,7 @@ async def merge(
         )
         # Links the target already had stay single: drop the source's duplicates.
         await session.execute(
-            delete(ticket_conversations).where(
-                ticket_conversations.c.conversation_id == source.id
-            )
+            delete(ticket_conversations).where(ticket_conversations.c.conversation_id == source.id)
         )
         source.status = ConversationStatus.RESOLVED.value
         source.merged_into_id = target.id

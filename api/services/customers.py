@@ -108,9 +108,13 @@ async def _claim_identities(
     second match. Old identities stay: the customer may still write from them."""
     wanted = []
     if changes.get("email"):
-        wanted.append((IdentityKind.EMAIL, normalize_identity(IdentityKind.EMAIL, str(changes["email"]))))
+        wanted.append(
+            (IdentityKind.EMAIL, normalize_identity(IdentityKind.EMAIL, str(changes["email"])))
+        )
     if changes.get("phone"):
-        wanted.append((IdentityKind.PHONE, normalize_identity(IdentityKind.PHONE, str(changes["phone"]))))
+        wanted.append(
+            (IdentityKind.PHONE, normalize_identity(IdentityKind.PHONE, str(changes["phone"])))
+        )
     for kind, value in wanted:
         owner = await session.scalar(
             select(CustomerIdentity.customer_id).where(
@@ -141,7 +145,7 @@ async def _claim_identities(
 
 def customer_query(
     tenant_id: uuid.UUID, *, email: str | None, phone: str | None, q: str | None
-) -> Select[tuple[Customer]]:
+) -> Select[Customer]:
     query = select(Customer).where(
         Customer.tenant_id == tenant_id, Customer.merged_into_id.is_(None)
     )

@@ -17,6 +17,7 @@ from sqlalchemy.orm import lazyload
 from api.errors import Conflict
 from api.schemas.conversations import InboundCustomer, InboundMessage
 from api.schemas.customers import normalize_identity
+from core.db.engine import dialect_name
 from core.db.types import UTCDateTime, utcnow, uuid7
 from core.domain.channels import Channel
 from core.domain.conversations import Conversation, Message
@@ -246,7 +247,7 @@ async def receive(
     sent = literal(message.sent_at, UTCDateTime())
     latest = (
         func.max(Conversation.last_message_at, sent)
-        if session.bind.dialect.name == "sqlite"
+        if dialect_name(session) == "sqlite"
         else func.greatest(Conversation.last_message_at, sent)
     )
     await session.execute(

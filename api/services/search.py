@@ -11,6 +11,8 @@ import re
 from sqlalchemy import ColumnElement, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db.engine import dialect_name
+
 # One IN over a UNION, not `subject matches OR id IN (...)`: with the OR, PostgreSQL can use
 # neither GIN index for the subject branch and computes to_tsvector on every ticket of the
 # tenant walking the primary key (1.1 s at 100k tickets for a term that matches nothing).
@@ -55,7 +57,7 @@ def fts5_query(q: str) -> str:
 
 
 def _clause(session: AsyncSession, q: str, pg: str, lite: str) -> ColumnElement[bool]:
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         return text(pg).bindparams(fts_q=q)  # type: ignore[return-value]
     return text(lite).bindparams(fts_q=fts5_query(q))  # type: ignore[return-value]
 

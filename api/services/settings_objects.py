@@ -23,7 +23,9 @@ async def save_channel(
 ) -> Channel:
     if channel_id is None:
         assert isinstance(data, ChannelCreate)
-        channel = Channel(tenant_id=tenant_id, type=data.type.value, name=data.name, config=data.config)
+        channel = Channel(
+            tenant_id=tenant_id, type=data.type.value, name=data.name, config=data.config
+        )
         session.add(channel)
     else:
         channel = await get_owned(session, Channel, channel_id, tenant_id, what="channel")

@@ -81,8 +81,10 @@ async def update_user(
     session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID, data: UserUpdate
 ) -> User:
     user = await get_owned(session, User, user_id, tenant_id, what="user")
-    stops_admin = user.role == Role.ADMIN and user.is_active and (
-        (data.role is not None and data.role is not Role.ADMIN) or data.is_active is False
+    stops_admin = (
+        user.role == Role.ADMIN
+        and user.is_active
+        and ((data.role is not None and data.role is not Role.ADMIN) or data.is_active is False)
     )
     if stops_admin and await _active_admins(session, tenant_id) <= 1:
         raise Conflict(
@@ -185,7 +187,9 @@ async def bootstrap_tenant(
     admin = await create_user(
         session,
         tenant.id,
-        UserCreate(email=admin_email, name="Administrator", password=admin_password, role=Role.ADMIN),
+        UserCreate(
+            email=admin_email, name="Administrator", password=admin_password, role=Role.ADMIN
+        ),
     )
     key = await create_api_key(
         session, tenant.id, ApiKeyCreate(name="bootstrap admin key", role=Role.ADMIN), admin.id

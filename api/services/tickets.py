@@ -66,9 +66,7 @@ async def _next_number(session: AsyncSession, tenant_id: uuid.UUID) -> int:
     return int(number)
 
 
-async def _check_refs(
-    session: AsyncSession, tenant_id: uuid.UUID, fields: dict[str, Any]
-) -> None:
+async def _check_refs(session: AsyncSession, tenant_id: uuid.UUID, fields: dict[str, Any]) -> None:
     refs = {
         "assignee_id": (User, "assignee"),
         "team_id": (Team, "team"),
@@ -193,10 +191,12 @@ async def link_conversation(
         session, Conversation, conversation_id, tenant_id, what="conversation"
     )
     linked = await session.scalar(
-        select(exists().where(
-            ticket_conversations.c.ticket_id == ticket.id,
-            ticket_conversations.c.conversation_id == conversation.id,
-        ))
+        select(
+            exists().where(
+                ticket_conversations.c.ticket_id == ticket.id,
+                ticket_conversations.c.conversation_id == conversation.id,
+            )
+        )
     )
     if not linked:
         ticket.updated_at = utcnow()
@@ -361,7 +361,7 @@ def ticket_query(
     tag: str | None = None,
     updated_since: datetime | None = None,
     q: str | None = None,
-) -> Select[tuple[Ticket]]:
+) -> Select[Ticket]:
     from .common import json_array_contains
 
     query = select(Ticket).where(Ticket.tenant_id == tenant_id)
@@ -395,8 +395,9 @@ async def to_public(session: AsyncSession, tickets: list[Ticket]) -> list[Ticket
     links: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
     if tickets:
         rows = await session.execute(
-            select(ticket_conversations.c.ticket_id, ticket_conversations.c.conversation_id)
-            .where(ticket_conversations.c.ticket_id.in_([t.id for t in tickets]))
+            select(ticket_conversations.c.ticket_id, ticket_conversations.c.conversation_id).where(
+                ticket_conversations.c.ticket_id.in_([t.id for t in tickets])
+            )
         )
         for ticket_id, conversation_id in rows:
             links[ticket_id].append(conversation_id)
