@@ -168,6 +168,32 @@ async def test_search_messages_of_linked_conversations(tenant: TenantCtx) -> Non
     assert await _search(tenant, "courier") == {linked, unlinked}
 
 
+async def test_search_follows_conversation_merges(tenant: TenantCtx) -> None:
+    target = str(
+        (await inbound(tenant, external_id="m1", text="Where is my blender"))["conversation_id"]
+    )
+    source_channel = tenant.channel_id
+    source = str(
+        (
+            await inbound(
+                tenant, external_id="m2", text="Zeppelin sighting", channel_id=source_channel
+            )
+        )["conversation_id"]
+    )
+    ticket = (await create_ticket(tenant, subject="Blender", conversation_id=target))["id"]
+    assert await _search(tenant, "zeppelin") == set()
+    expect(
+        await tenant.client.post(
+            "/v1/conversations/merge",
+            json={"target_id": target, "source_ids": [source]},
+            headers=tenant.agent.headers,
+        ),
+        200,
+    )
+    # The moved message now belongs to the ticket's thread, and is found through it.
+    assert await _search(tenant, "zeppelin") == {ticket}
+
+
 FTS_SYNTAX = [
     '"unterminated',
     '""',

@@ -15,10 +15,22 @@ from core.settings import get_settings
 target_metadata = Base.metadata
 
 
+# Columns the ORM deliberately does not map (kept by database triggers).
+UNMAPPED_COLUMNS = {("tickets", "search_document")}
+
+
+def _include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    table = getattr(getattr(obj, "table", None), "name", None)
+    return not (type_ == "column" and (table, name) in UNMAPPED_COLUMNS)
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        include_object=_include_object,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )
