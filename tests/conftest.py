@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+
+# No test may reach a model hub or send telemetry; set before any ML library is imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +98,18 @@ def client_for(runtime: Runtime, *, raise_app_exceptions: bool = True) -> httpx.
     return httpx.AsyncClient(transport=transport, base_url="http://relaydesk.test")
 
 
+@asynccontextmanager
+async def serving(name: str, settings: Settings) -> AsyncIterator[Backend]:
+    """A runtime and an in-process client on `settings`, closed afterwards."""
+    runtime = Runtime.build(settings)
+    client = client_for(runtime)
+    try:
+        yield Backend(name=name, settings=settings, runtime=runtime, client=client)
+    finally:
+        await client.aclose()
+        await runtime.close()
+
+
 @pytest_asyncio.fixture(
     scope="session",
     loop_scope="session",
@@ -105,13 +124,8 @@ async def backend(
         settings = postgres.settings(await postgres.url())
     else:
         settings = await _sqlite_settings(tmp_path_factory.mktemp("sqlite-data"))
-    runtime = Runtime.build(settings)
-    client = client_for(runtime)
-    try:
-        yield Backend(name=request.param, settings=settings, runtime=runtime, client=client)
-    finally:
-        await client.aclose()
-        await runtime.close()
+    async with serving(request.param, settings) as ready:
+        yield ready
 
 
 @pytest_asyncio.fixture(loop_scope="session")

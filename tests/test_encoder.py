@@ -9,11 +9,6 @@ RELAYDESK_* variables that lack the TEST_ infix, so only the first survives unde
 from __future__ import annotations
 
 import os
-
-# Everything here must work with no model hub; set before transformers is first imported.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
 import struct
 from collections.abc import Callable
 from pathlib import Path

@@ -9,10 +9,6 @@ the texts' sha256), so a warm run only trains the linear heads. The first run em
 from __future__ import annotations
 
 import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

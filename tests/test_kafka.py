@@ -16,8 +16,7 @@ from sqlalchemy import select
 
 from core.events.bus import KafkaEventBus
 from core.events.store import OutboxRecord
-from core.runtime import Runtime
-from tests.conftest import PostgresDatabase, client_for, require_env
+from tests.conftest import PostgresDatabase, require_env, serving
 from tests.factories import Backend, expect, inbound, make_tenant
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -31,14 +30,11 @@ async def kafka_backend(postgres: PostgresDatabase) -> AsyncIterator[Backend]:
     settings = postgres.settings(
         await postgres.url(), kafka_bootstrap_servers=bootstrap, kafka={"topic_prefix": prefix}
     )
-    runtime = Runtime.build(settings)
-    assert isinstance(runtime.bus, KafkaEventBus)
-    client = client_for(runtime)
     try:
-        yield Backend(name="postgres+kafka", settings=settings, runtime=runtime, client=client)
+        async with serving("postgres+kafka", settings) as ready:
+            assert isinstance(ready.runtime.bus, KafkaEventBus)
+            yield ready
     finally:
-        await client.aclose()
-        await runtime.close()
         await _delete_topics(bootstrap, prefix)
 
 

@@ -12,8 +12,7 @@ from redis.asyncio import Redis
 
 from core.domain.enums import Role
 from core.ratelimit import RedisWindowCounter
-from core.runtime import Runtime
-from tests.conftest import PostgresDatabase, client_for, require_env
+from tests.conftest import PostgresDatabase, require_env, serving
 from tests.factories import Backend, create_api_key, expect, expect_error, make_tenant
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
@@ -27,14 +26,9 @@ async def redis_backend(postgres: PostgresDatabase) -> AsyncIterator[Backend]:
     settings = postgres.settings(
         await postgres.url(), redis_url=redis_url, api={"rate_limit_per_minute": LIMIT}
     )
-    runtime = Runtime.build(settings)
-    assert isinstance(runtime.counter, RedisWindowCounter)
-    client = client_for(runtime)
-    try:
-        yield Backend(name="postgres+redis", settings=settings, runtime=runtime, client=client)
-    finally:
-        await client.aclose()
-        await runtime.close()
+    async with serving("postgres+redis", settings) as ready:
+        assert isinstance(ready.runtime.counter, RedisWindowCounter)
+        yield ready
 
 
 async def _fresh_window(room: float = 3) -> None:
