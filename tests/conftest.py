@@ -30,6 +30,8 @@ from core.runtime import Runtime
 from core.settings import Settings
 from tests.factories import JWT_SECRET, Backend, TenantCtx, make_tenant
 
+REPO = Path(__file__).resolve().parent.parent
+
 # A developer's own RELAYDESK_* variables must not leak into the settings the tests build.
 for _name in list(os.environ):
     if _name.startswith("RELAYDESK_") and not _name.startswith("RELAYDESK_TEST_"):
@@ -126,6 +128,16 @@ async def backend(
         settings = await _sqlite_settings(tmp_path_factory.mktemp("sqlite-data"))
     async with serving(request.param, settings) as ready:
         yield ready
+
+
+@pytest.fixture(scope="session")
+def models_cache() -> Path:
+    """Built model artifacts, keyed by content hash, so they outlive one test run
+    (`.ci/run` points this at a per-machine cache)."""
+    configured = os.environ.get("RELAYDESK_TEST_MODELS_CACHE")
+    path = Path(configured) if configured else REPO / ".relaydesk" / "models-cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @pytest_asyncio.fixture(loop_scope="session")

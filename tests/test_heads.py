@@ -39,7 +39,6 @@ from models.heads import (
 )
 from models.heads.calibrated import LOW_CONFIDENCE, fit_temperature
 from models.heads.urgency import CHANNELS, FEATURE_NAMES, extra_features
-from tests.test_encoder import _cache_dir
 
 REPO = Path(__file__).resolve().parents[1]
 GIFT_CARD = CustomIntent(
@@ -294,13 +293,6 @@ def test_evaluation_and_model_card_with_the_hashing_twin(
 
 
 # --------------------------------------------------------------------------- slow (e5)
-@pytest.fixture(scope="session")
-def models_cache() -> Path:
-    path = _cache_dir()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 @pytest.fixture(scope="session")
 def e5(models_cache: Path) -> Encoder:
     return load_encoder("e5-onnx", models_cache, threads=1)
