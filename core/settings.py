@@ -60,6 +60,21 @@ class ApiSettings(BaseModel):
     page_size_max: int = Field(default=500, ge=1, le=5000)
 
 
+class AiSettings(BaseModel):
+    # e5-onnx: int8 ONNX Runtime (the serving default); e5-torch; minilm (English only);
+    # hashing (no weights: demos and fast tests, the heads refuse it).
+    encoder: str = Field(default="e5-onnx", pattern="^(e5-onnx|e5-torch|minilm|hashing)$")
+    encoder_threads: int = Field(default=1, ge=1, le=64)
+    # A head below this calibrated confidence answers `label: null` with a reason.
+    min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+    # Longer texts are cut before analysis; the answer says so.
+    max_text_chars: int = Field(default=20_000, ge=100)
+    # Above this many chunks per tenant the vector index switches from exact to HNSW.
+    hnsw_min_chunks: int = Field(default=20_000, ge=100)
+    # Serve the models on Ray Serve next to the API (`relaydesk up`), or in-process.
+    serve: bool = True
+
+
 class Settings(BaseSettings):
     """Settings from `RELAYDESK_*` variables; nested sections use `__`, e.g.
     `RELAYDESK_DATABASE__URL`. The short names documented in the README
@@ -86,6 +101,7 @@ class Settings(BaseSettings):
     mlflow: MlflowSettings = MlflowSettings()
     auth: AuthSettings = AuthSettings()
     api: ApiSettings = ApiSettings()
+    ai: AiSettings = AiSettings()
 
     @model_validator(mode="after")
     def _fold_short_names(self) -> Settings:

@@ -7,6 +7,8 @@ from core.domain.channels import Channel
 from core.domain.conversations import Conversation, Message, Note
 from core.domain.customers import Customer, CustomerIdentity
 from core.domain.idempotency import IdempotencyRecord
+from core.domain.intents import TenantIntent
+from core.domain.knowledge import KbArticle
 from core.domain.sla import SlaPolicy
 from core.domain.tenancy import ApiKey, Team, Tenant, User, team_members
 from core.domain.tickets import Ticket, ticket_conversations
@@ -21,12 +23,14 @@ __all__ = [
     "CustomerIdentity",
     "EventRecord",
     "IdempotencyRecord",
+    "KbArticle",
     "Message",
     "Note",
     "OutboxRecord",
     "SlaPolicy",
     "Team",
     "Tenant",
+    "TenantIntent",
     "Ticket",
     "User",
     "team_members",
