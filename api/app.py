@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from api.errors import install_error_handlers
 from api.middleware import RequestGuard
 from api.routes import (
+    ai,
     api_keys,
     auth,
     channels,
@@ -18,6 +19,8 @@ from api.routes import (
     customers,
     health,
     inbound,
+    intents,
+    kb,
     tickets,
     users,
 )
@@ -35,6 +38,9 @@ ROUTERS = (
     inbound.router,
     conversations.router,
     tickets.router,
+    ai.router,
+    kb.router,
+    intents.router,
     health.router,
 )
 

@@ -20,6 +20,7 @@ from core.events.store import EventContext, EventRecorder
 from core.runtime import Runtime
 from core.security import api_secret_matches, decode_token, split_api_key
 from core.settings import Settings
+from models.service import ModelService
 
 ROLE_RANK = {Role.VIEWER: 0, Role.AGENT: 1, Role.ADMIN: 2}
 
@@ -39,6 +40,13 @@ async def get_settings(runtime: RuntimeDep) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_models(runtime: RuntimeDep) -> ModelService:
+    return runtime.models
+
+
+ModelsDep = Annotated[ModelService, Depends(get_models)]
 
 
 async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:

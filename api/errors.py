@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from models.service import ModelUnavailableError
+
 logger = logging.getLogger(__name__)
 
 
@@ -88,6 +90,7 @@ def _http_code(status: int) -> str:
         415: "unsupported_media_type",
         422: "validation_error",
         429: "rate_limited",
+        503: "service_unavailable",
     }.get(status, "http_error")
 
 
@@ -111,6 +114,15 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body(exc.code, exc.message, exc.details),
             status_code=exc.status_code,
             headers=exc.headers,
+        )
+
+    @app.exception_handler(ModelUnavailableError)
+    async def _models_unavailable(_request: Request, exc: ModelUnavailableError) -> JSONResponse:
+        # A capability that is missing or not loaded: the caller may retry later.
+        return JSONResponse(
+            error_body("model_unavailable", str(exc)),
+            status_code=503,
+            headers={"Retry-After": "30"},
         )
 
     @app.exception_handler(RequestValidationError)

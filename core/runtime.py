@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -11,6 +11,7 @@ from core.events.bus import EventBus, InMemoryEventBus, KafkaEventBus
 from core.events.relay import OutboxRelay
 from core.ratelimit import MemoryWindowCounter, RateLimiter, RedisWindowCounter, WindowCounter
 from core.settings import Settings
+from models.service import ModelService
 
 
 @dataclass
@@ -22,9 +23,12 @@ class Runtime:
     relay: OutboxRelay
     counter: WindowCounter
     rate_limiter: RateLimiter
+    # Built on first use (see `models`), or given: the Serve ingress passes its own.
+    model_service: ModelService | None = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, settings: Settings) -> Runtime:
+    def build(cls, settings: Settings, *, models: ModelService | None = None) -> Runtime:
+        """The resources `settings` describe; `models` replaces the in-process model service."""
         engine = create_engine(settings)
         sessions = create_sessionmaker(engine)
         bus: EventBus
@@ -43,9 +47,27 @@ class Runtime:
             relay=OutboxRelay(sessions, bus),
             counter=counter,
             rate_limiter=RateLimiter(counter, settings.api.rate_limit_per_minute),
+            model_service=models,
         )
 
+    @property
+    def models(self) -> ModelService:
+        """The model service; unless one was given, the in-process one, created on first
+        use (and loading its models on its first call), so a process that never asks the
+        models anything never loads them."""
+        if self.model_service is None:
+            from models.local import build_local_models
+
+            self.model_service = build_local_models(self.settings, self.sessions)
+        return self.model_service
+
+    @models.setter
+    def models(self, service: ModelService) -> None:
+        self.model_service = service
+
     async def close(self) -> None:
+        if self.model_service is not None:
+            await self.model_service.close()
         await self.relay.stop()
         await self.bus.close()
         await self.counter.close()

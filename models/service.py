@@ -108,7 +108,7 @@ class ReplyHit:
 @dataclass(frozen=True, slots=True)
 class ChurnFactor:
     name: str
-    value: float
+    value: float | None  # the signal as given (days since last contact: None = never)
     contribution: float  # log-odds added to the score
 
 
@@ -118,6 +118,8 @@ class ChurnScore:
     band: str  # low / medium / high
     factors: tuple[ChurnFactor, ...]  # largest contribution first
     model_version: str
+    # The top contributing factors in plain words, largest first.
+    explanation: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,12 @@ class SupportSignalsIn:
     sla_breaches_30d: int
     open_tickets: int
     days_since_last_contact: float | None
+
+
+class ModelUnavailableError(RuntimeError):
+    """A capability this model service cannot provide now (knowledge retrieval not
+    configured, models not built or failing to load); the message says which and why. The
+    API answers 503 with it."""
 
 
 class ModelService(Protocol):

@@ -7,10 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from api.deps import Agent, RecorderDep, SessionDep, SettingsDep, Viewer
+from api.deps import Agent, ModelsDep, RecorderDep, SessionDep, SettingsDep, Viewer
+from api.schemas.ai import ChurnPublic
 from api.schemas.common import Page
 from api.schemas.customers import CustomerCreate, CustomerMerge, CustomerPublic, CustomerUpdate
-from api.services import customers
+from api.services import churn, customers
 from api.services.common import get_owned, keyset_page
 from core.domain.customers import Customer
 from core.events.types import DomainEvent
@@ -93,4 +94,25 @@ async def merge_customer(
     """Fold a duplicate (`source_id`) into this customer."""
     return await customers.merge_customers(
         session, recorder, principal.tenant_id, customer_id, body.source_id
+    )
+
+
+@router.get("/{customer_id}/churn", response_model=ChurnPublic)
+async def customer_churn(
+    customer_id: uuid.UUID, session: SessionDep, models: ModelsDep, principal: Viewer
+) -> ChurnPublic:
+    """Churn risk from the customer's last 30 days of support, with the factors behind it."""
+    found = await churn.customer_churn(session, models, principal.tenant_id, customer_id)
+    return ChurnPublic.model_validate(
+        {
+            "customer_id": customer_id,
+            "probability": found.score.probability,
+            "band": found.score.band,
+            "factors": found.score.factors,
+            "explanation": found.score.explanation,
+            "signals": found.signals,
+            "model_version": found.score.model_version,
+            "notes": found.notes,
+        },
+        from_attributes=True,
     )

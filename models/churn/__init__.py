@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from models.churn.scorer import CHURN_MODEL_VERSION, score_churn
 from models.churn.support import (
     DEFAULT_WEIGHTS,
     ChurnScore,
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from models.churn.telco import TelcoChurnModel, TelcoMetrics, train_telco
 
 __all__ = [
+    "CHURN_MODEL_VERSION",
     "DEFAULT_WEIGHTS",
     "ChurnScore",
     "Factor",
@@ -27,6 +29,7 @@ __all__ = [
     "SupportWeights",
     "TelcoChurnModel",
     "TelcoMetrics",
+    "score_churn",
     "score_support",
     "train_telco",
 ]

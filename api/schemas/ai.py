@@ -1,0 +1,143 @@
+"""Schemas for message analysis, reply suggestions and churn scores."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Discriminator, Field, Tag, field_validator
+
+from api.schemas.common import Input, Output
+from core.domain.enums import ChannelType
+
+MAX_BATCH = 64
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("the text is empty: send at least one character that is not a space")
+    return value
+
+
+class AnalyzeItem(Input):
+    text: str = Field(description="The message; longer than the limit it is cut, and said so.")
+    channel: ChannelType | None = Field(default=None, description="Where it came from.")
+    repeat_contacts: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="Earlier contacts about the same matter, if known (an urgency feature).",
+    )
+
+    _text = field_validator("text")(_not_blank)
+
+
+class AnalyzeBatch(Input):
+    items: list[AnalyzeItem] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+def _analyze_kind(value: Any) -> str:
+    has_items = isinstance(value, dict) and "items" in value
+    return "batch" if has_items or isinstance(value, AnalyzeBatch) else "one"
+
+
+AnalyzeBody = Annotated[
+    Annotated[AnalyzeItem, Tag("one")] | Annotated[AnalyzeBatch, Tag("batch")],
+    Discriminator(_analyze_kind),
+]
+
+
+class LanguagePublic(Output):
+    code: str | None = Field(description="ISO 639-1; null when unknown (see `reason`).")
+    confidence: float
+    model_version: str
+    reason: str | None
+
+
+class LabelPublic(Output):
+    label: str | None = Field(description="null: the model abstained (see `reason`).")
+    confidence: float
+    probabilities: dict[str, float]
+    model_version: str
+    reason: str | None
+
+
+class EntityPublic(Output):
+    type: str
+    text: str
+    start: int
+    end: int
+    source: str
+    normalized: str | None
+
+
+class AnalysisPublic(Output):
+    language: LanguagePublic
+    intent: LabelPublic
+    sentiment: LabelPublic
+    urgency: LabelPublic
+    entities: list[EntityPublic]
+    encoder_version: str
+    notes: list[str]
+    truncated: bool
+
+
+class AnalysisBatchPublic(BaseModel):
+    items: list[AnalysisPublic]
+
+
+class SuggestRequest(Input):
+    conversation_id: uuid.UUID
+    articles: int = Field(default=3, ge=1, le=10, description="Knowledge passages to return.")
+    replies: int = Field(default=3, ge=1, le=10, description="Similar resolved cases to return.")
+
+
+class CitationPublic(Output):
+    article_id: uuid.UUID
+    chunk: int
+    title: str
+
+
+class KbHitPublic(Output):
+    citation: CitationPublic
+    text: str
+    score: float
+    language: str | None
+
+
+class ReplyHitPublic(Output):
+    conversation_id: uuid.UUID
+    customer_text: str
+    reply_text: str
+    score: float
+
+
+class SuggestPublic(BaseModel):
+    query: str = Field(description="The customer's latest messages the suggestions answer.")
+    articles: list[KbHitPublic]
+    replies: list[ReplyHitPublic]
+
+
+class ChurnSignalsPublic(Output):
+    contacts_30d: int = Field(description="Conversations the customer wrote in, last 30 days.")
+    negative_share: float = Field(description="Share of their analyzed messages read negative.")
+    sla_breaches_30d: int
+    open_tickets: int
+    days_since_last_contact: float | None
+
+
+class ChurnFactorPublic(Output):
+    name: str
+    value: float | None
+    contribution: float = Field(description="Log-odds added to the score.")
+
+
+class ChurnPublic(BaseModel):
+    customer_id: uuid.UUID
+    probability: float
+    band: Literal["low", "medium", "high"]
+    factors: list[ChurnFactorPublic] = Field(description="Every signal, largest effect first.")
+    explanation: list[str]
+    signals: ChurnSignalsPublic
+    model_version: str
+    notes: list[str]
