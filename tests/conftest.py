@@ -13,10 +13,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -28,7 +28,11 @@ from api.app import create_app
 from core.db.migrate import upgrade_async
 from core.runtime import Runtime
 from core.settings import Settings
-from tests.factories import JWT_SECRET, Backend, TenantCtx, make_tenant
+from tests.factories import JWT_SECRET, Backend, FakeRetrieval, TenantCtx, make_tenant
+
+if TYPE_CHECKING:
+    from models.analyzer import Analyzer
+    from models.local import LocalModels
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -138,6 +142,54 @@ def models_cache() -> Path:
     path = Path(configured) if configured else REPO / ".relaydesk" / "models-cache"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def datasets_dir() -> Path:
+    """Fetched data sets (VADER for the sentiment head), cached across runs."""
+    configured = os.environ.get("RELAYDESK_TEST_DATASETS")
+    return Path(configured) if configured else REPO / ".relaydesk" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def analyzer(models_cache: Path, datasets_dir: Path) -> Analyzer:
+    """One real analyzer (e5 int8 ONNX and its heads, built once into the models cache) for
+    the whole session; tests that need another configuration wrap its bundle."""
+    from core.settings import AiSettings
+    from models.analyzer import Analyzer
+    from models.bundle import load_bundle
+
+    return Analyzer(
+        load_bundle(models_cache, AiSettings(), datasets_dir=datasets_dir), AiSettings()
+    )
+
+
+@pytest.fixture
+def ai_models(backend: Backend, analyzer: Analyzer) -> LocalModels:
+    """The backend's runtime with the in-process model service on the shared analyzer
+    (a runtime otherwise loads its models from its own data dir on first use)."""
+    from models.local import LocalModels, build_local_models
+
+    current = backend.runtime.model_service
+    if isinstance(current, LocalModels) and current.loaded is analyzer:
+        return current
+    models = build_local_models(backend.settings, backend.runtime.sessions, analyzer=analyzer)
+    backend.runtime.models = models
+    return models
+
+
+@pytest.fixture
+def fake_retrieval(backend: Backend, analyzer: Analyzer) -> Iterator[FakeRetrieval]:
+    """The backend's model service with a retrieval double, for the length of one test."""
+    from models.local import LocalModels
+
+    fake = FakeRetrieval()
+    before = backend.runtime.model_service
+    backend.runtime.model_service = LocalModels(analyzer, retrieval=fake)
+    try:
+        yield fake
+    finally:
+        backend.runtime.model_service = before
 
 
 @pytest_asyncio.fixture(loop_scope="session")

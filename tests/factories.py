@@ -20,6 +20,7 @@ from core.domain.tenancy import ApiKey, Tenant, User
 from core.runtime import Runtime
 from core.security import generate_api_key, hash_password, issue_token
 from core.settings import Settings
+from models.service import Citation, KbHit, ReplyHit
 
 JWT_SECRET = "x" * 32
 PASSWORD = "correct horse battery staple"
@@ -244,3 +245,37 @@ async def count_rows(runtime: Runtime, column: InstrumentedAttribute[Any], *wher
     async with runtime.sessions() as session:
         value = await session.scalar(select(func.count(column)).where(*where))
     return int(value or 0)
+
+
+@dataclass
+class FakeRetrieval:
+    """A `RetrievalPort` double: canned hits, and a record of every call."""
+
+    articles: list[KbHit] = field(default_factory=list)
+    replies: list[ReplyHit] = field(default_factory=list)
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+
+    async def kb_search(
+        self, tenant_id: uuid.UUID, query: str, k: int = 5, language: str | None = None
+    ) -> list[KbHit]:
+        self.calls.append(("kb_search", tenant_id, query, k, language))
+        return self.articles[:k]
+
+    async def kb_refresh(self, tenant_id: uuid.UUID) -> None:
+        self.calls.append(("kb_refresh", tenant_id))
+
+    async def similar_replies(self, tenant_id: uuid.UUID, text: str, k: int = 3) -> list[ReplyHit]:
+        self.calls.append(("similar_replies", tenant_id, text, k))
+        return self.replies[:k]
+
+    async def close(self) -> None:
+        self.calls.append(("close",))
+
+    def made(self, name: str) -> list[tuple[Any, ...]]:
+        return [c for c in self.calls if c[0] == name]
+
+
+def kb_hit(
+    title: str = "Returns policy", text: str = "You can return items within 30 days."
+) -> KbHit:
+    return KbHit(Citation(uuid.uuid4(), 0, title), text, 0.9, "en")
