@@ -359,7 +359,7 @@ def _looks_binary(text: str) -> bool:
 
 def _cut_at_space(text: str, limit: int) -> str:
     """The first `limit` characters, ending at a space if one is near the end."""
-    cut = text.rfind(" ", limit - 200, limit)
+    cut = text.rfind(" ", max(0, limit - 200), limit)
     return text[: cut if cut > 0 else limit]
 
 

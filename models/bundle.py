@@ -20,7 +20,6 @@ from the support-signal score (`models.churn.scorer`).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -218,8 +217,3 @@ def load_bundle(
         reason = f"no head available for encoder {ai.encoder}: {exc}"
         return ModelBundle(encoder, ai.encoder, None, None, None, unavailable=reason)
     return ModelBundle(encoder, ai.encoder, intent, sentiment, urgency, heads_key=folder.name)
-
-
-def describe(bundle: ModelBundle) -> str:
-    """One line for logs and the CLI."""
-    return json.dumps(bundle.versions(), sort_keys=True)

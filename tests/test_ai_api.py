@@ -30,7 +30,9 @@ from tests.factories import (
     kb_hit,
 )
 
-pytestmark = pytest.mark.usefixtures("ai_models")
+# The first test to use the shared analyzer may build the encoder and train the heads on a
+# cold models cache (embedding the VADER texts once: minutes on two shared cores).
+pytestmark = [pytest.mark.usefixtures("ai_models"), pytest.mark.timeout(900)]
 
 ANALYZE = "/v1/ai/analyze"
 

@@ -4,18 +4,27 @@ bundle that has no heads. No database."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
+import typer
 
 from core.settings import AiSettings
 from models.analyzer import Analyzer
 from models.bundle import ModelsNotBuiltError, heads_dir_for, load_bundle
+from models.cli import heads_encoder
 from models.encoder import Encoder, Kind
-from models.service import AnalyzeRequest, CustomIntentSpec, TenantTaxonomy
+from models.local import LocalModels
+from models.service import (
+    AnalyzeRequest,
+    CustomIntentSpec,
+    ModelUnavailableError,
+    TenantTaxonomy,
+)
 
 GIFT_CARD = CustomIntentSpec(
     name="gift_card",
@@ -37,6 +46,10 @@ MULTILINGUAL = [
     ("Ich wurde doppelt belastet, bitte erstatten Sie 49,90 €", "de", "billing", "negative"),
     ("Grazie mille, servizio fantastico!", "it", "praise", "positive"),
 ]
+
+# The first test to use the shared analyzer may build the encoder and train the heads on a
+# cold models cache (embedding the VADER texts once: minutes on two shared cores).
+pytestmark = pytest.mark.timeout(900)
 
 
 @dataclass
@@ -256,3 +269,40 @@ def test_bundle_is_cached_by_content(
     assert heads_dir_for(models_cache, other) != folder  # another encoder, other heads
     with pytest.raises(ModelsNotBuiltError, match="relaydesk models build"):
         load_bundle(tmp_path, AiSettings(), build_if_missing=False)
+
+
+async def test_local_models_load_once_and_report_failures(analyzer: Analyzer) -> None:
+    loads: list[int] = []
+
+    def load() -> Analyzer:
+        loads.append(1)
+        return analyzer
+
+    models = LocalModels(load)
+    assert models.loaded is None
+    assert await models.versions() == {"churn": "support-signals-1"}
+    first, second = await models.analyze([AnalyzeRequest("hi")]), await models.analyze([])
+    assert first[0].intent.label == "greeting"
+    assert second == []
+    assert loads == [1]
+    assert (await models.versions())["intent"] == analyzer.versions()["intent"]
+    vectors = await models.embed(["Returns within 30 days"], "passage")
+    assert vectors.shape == (1, analyzer.encoder.dim)
+    with pytest.raises(ModelUnavailableError, match="knowledge retrieval is not available"):
+        await models.kb_search(uuid.uuid4(), "returns")
+    await models.kb_refresh(uuid.uuid4())  # nothing to refresh: not an error
+
+    def broken() -> Analyzer:
+        raise ModelsNotBuiltError("the e5 encoder is not built: run `relaydesk models build`")
+
+    with pytest.raises(ModelUnavailableError, match="relaydesk models build"):
+        await LocalModels(broken).analyze([AnalyzeRequest("hi")])
+
+
+def test_models_build_picks_the_encoder_for_the_heads() -> None:
+    assert heads_encoder(None, onnx=True) == "e5-onnx"  # the configured default
+    assert heads_encoder(None, onnx=False) == "e5-torch"
+    assert heads_encoder("minilm", onnx=True) == "minilm"
+    assert heads_encoder("hashing", onnx=True) is None
+    with pytest.raises(typer.BadParameter, match="expected one of"):
+        heads_encoder("bert", onnx=True)

@@ -28,6 +28,10 @@ from tests.factories import (
 QUIET = SupportSignalsIn(0, 0.0, 0, 0, None)
 STORMY = SupportSignalsIn(8, 0.9, 3, 2, 0.5)
 
+# The first test to use the shared analyzer may build the encoder and train the heads on a
+# cold models cache (embedding the VADER texts once: minutes on two shared cores).
+pytestmark = pytest.mark.timeout(900)
+
 
 def test_score_is_explained_and_monotone() -> None:
     calm, stormy = score_churn(QUIET), score_churn(STORMY)

@@ -18,6 +18,10 @@ RETURNS = {
     "tags": ["returns", "refunds", "returns"],
 }
 
+# The first test to use the shared analyzer may build the encoder and train the heads on a
+# cold models cache (embedding the VADER texts once: minutes on two shared cores).
+pytestmark = pytest.mark.timeout(900)
+
 
 async def create_article(t: TenantCtx, **fields: Any) -> dict[str, Any]:
     body = {**RETURNS, **fields}
