@@ -16,37 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.errors import BadRequest, Conflict, NotFound
 from api.schemas.intents import IntentCreate, IntentPublic, IntentUpdate
 from core.domain.intents import TenantIntent
-from models.heads.intent import INTENT_LABELS
 from models.service import CustomIntentSpec, TenantTaxonomy
+from models.taxonomy import INTENT_DESCRIPTIONS, INTENT_LABELS
 
 MAX_CUSTOM_INTENTS = 50
-
-# docs/taxonomy.md: what the customer wants, per default label.
-DEFAULT_DESCRIPTIONS: dict[str, str] = {
-    "order_status": "to know where an order is: tracking, expected delivery date",
-    "delivery_issue": "help with a delivery that is late beyond the promise, lost, damaged, "
-    "wrong or incomplete",
-    "return_refund": "to return an item, or a refund, or the status of a refund",
-    "cancel": "to cancel an order or a subscription/plan",
-    "billing": "help with a double charge, wrong amount, invoice/receipt, failed or declined "
-    "payment",
-    "change_order": "to change the delivery address, items, size/colour or delivery slot",
-    "account_access": "to get into an account: login failure, password reset, 2FA code, "
-    "locked account",
-    "account_management": "to update profile/email/phone, merge, close or delete an account "
-    "(not framed as a privacy right)",
-    "product_info": "pre-sales information: availability, specs, price, sizing, "
-    "compatibility, shipping options",
-    "technical_issue": "help with an app or website error, a bug, a crash, a feature not working",
-    "complaint": "to express dissatisfaction with service, staff or quality that fits no more "
-    "specific label",
-    "praise": "to thank or compliment",
-    "privacy": "a personal-data request framed as a privacy right (access, erasure), "
-    "unsubscribe from marketing, consent",
-    "human_agent": "a human, a manager or a call back, with no more specific request",
-    "greeting": "nothing yet: hello, good morning, are you there",
-    "other": "none of these: spam, job applications, partnership offers, wrong number, unrelated",
-}
 
 
 async def _rows(session: AsyncSession, tenant_id: uuid.UUID) -> list[TenantIntent]:
@@ -61,7 +34,7 @@ def _public(row: TenantIntent | None, name: str) -> IntentPublic:
             name=name,
             kind="default",
             enabled=enabled,
-            description=DEFAULT_DESCRIPTIONS[name],
+            description=INTENT_DESCRIPTIONS[name],
             examples=[],
         )
     assert row is not None

@@ -50,25 +50,8 @@ from models.heads.calibrated import (
 )
 from models.heads.data import SupportExample
 from models.heads.embeddings import embed_cached
+from models.taxonomy import INTENT_LABELS as INTENT_LABELS
 
-INTENT_LABELS: tuple[str, ...] = (
-    "order_status",
-    "delivery_issue",
-    "return_refund",
-    "cancel",
-    "billing",
-    "change_order",
-    "account_access",
-    "account_management",
-    "product_info",
-    "technical_issue",
-    "complaint",
-    "praise",
-    "privacy",
-    "human_agent",
-    "greeting",
-    "other",
-)
 INTENT_C_GRID = (0.01, 0.05, 0.2)
 INTENT_THRESHOLD = 0.5
 MIN_EXAMPLES = 3
