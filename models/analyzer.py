@@ -143,9 +143,18 @@ class Analyzer:
         }
 
     @classmethod
-    def load(cls, models_dir: Path, ai: AiSettings, build_if_missing: bool = True) -> Analyzer:
-        """Load (building what is missing, unless told not to) the bundle `ai` names."""
-        return cls(load_bundle(models_dir, ai, build_if_missing), ai)
+    def load(
+        cls,
+        models_dir: Path,
+        ai: AiSettings,
+        build_if_missing: bool = True,
+        *,
+        datasets_dir: Path | None = None,
+    ) -> Analyzer:
+        """Load (building what is missing, unless told not to) the bundle `ai` names;
+        `datasets_dir` is where training data are fetched if the heads must be built."""
+        bundle = load_bundle(models_dir, ai, build_if_missing, datasets_dir=datasets_dir)
+        return cls(bundle, ai)
 
     def versions(self) -> dict[str, str]:
         """Model name → version of everything this analyzer uses."""

@@ -160,7 +160,8 @@ def build_local_models(
     def load() -> Analyzer:
         from models.analyzer import Analyzer
 
-        return Analyzer.load(settings.models_dir, settings.ai)
+        datasets = settings.data_dir / "datasets"
+        return Analyzer.load(settings.models_dir, settings.ai, datasets_dir=datasets)
 
     models = LocalModels(analyzer if analyzer is not None else load)
     models.retrieval = build_retrieval(sessions, models.embed, settings.ai)
