@@ -16,9 +16,14 @@ from dataclasses import dataclass
 __all__ = ["ChunkingParams", "chunk_article", "passage_text", "text_weight"]
 
 _PARAGRAPHS = re.compile(r"\n\s*\n")
-# A sentence ends at . ! ? … (optionally closed by quotes or brackets) followed by space; a
-# list item on its own line is a sentence too.
-_SENTENCE_END = re.compile(r"(?<=[.!?…。！？])[\"'”’)\]]*\s+|\n+")
+# A sentence ends at . ! ? (or the ellipsis, or the CJK full stop, exclamation and question
+# marks), optionally closed by quotes or brackets, then space; a line break ends one too.
+_SENTENCE_END = re.compile(
+    r"(?<=[.!?\u2026])\s+"
+    r"|(?<=[.!?\u2026][\"'\u201d\u2019)\]])\s+"
+    r"|(?<=[\u3002\uff01\uff1f])\s*"  # CJK text puts no space after a sentence
+    r"|\n+"
+)
 _DENSE_SCRIPTS = ("CJK", "HIRAGANA", "KATAKANA", "HANGUL", "THAI", "LAO", "KHMER", "MYANMAR")
 
 
@@ -154,10 +159,7 @@ def _overlap(previous: list[_Unit], following: list[_Unit], params: ChunkingPara
     carried: list[_Unit] = []
     for unit in reversed(previous):
         trial = [unit, *carried]
-        if (
-            _weight(trial) > params.overlap_chars
-            or _weight(trial + following) > params.max_chars
-        ):
+        if _weight(trial) > params.overlap_chars or _weight(trial + following) > params.max_chars:
             break
         carried = trial
     return carried

@@ -29,8 +29,8 @@ from models.retrieval.vectors import FaissIndex, VectorIndex
 __all__ = [
     "KB_ARTICLES",
     "KB_QUERIES",
-    "KbQuery",
     "RECALL_TARGET",
+    "KbQuery",
     "article_uuid",
     "build_index",
     "evaluate_retrieval",
@@ -78,7 +78,9 @@ def load_queries(path: Path = KB_QUERIES, split: Split = "test") -> list[KbQuery
         row = json.loads(line)
         if split in ("all", row["split"]):
             relevant = frozenset(row["relevant"])
-            queries.append(KbQuery(row["id"], row["language"], row["query"], relevant, row["split"]))
+            queries.append(
+                KbQuery(row["id"], row["language"], row["query"], relevant, row["split"])
+            )
     return queries
 
 

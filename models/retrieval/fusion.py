@@ -27,7 +27,7 @@ def reciprocal_rank_fusion(
 
 
 def min_max_blend(rankings: Sequence[Ranked], weights: Sequence[float]) -> dict[int, float]:
-    """key → Σ weight · (score − min) / (max − min) over each ranking's candidates; a key
+    """key → Σ weight · (score - min) / (max - min) over each ranking's candidates; a key
     absent from a ranking gets 0 from it."""
     fused: dict[int, float] = {}
     for ranking, weight in zip(rankings, weights, strict=True):

@@ -126,6 +126,10 @@ class FaissIndex:
             self._vectors[key] = vector
         if self._kind == "flat" and len(self._vectors) >= self.hnsw_min:
             self._rebuild("hnsw")
+        elif self._tombstones.intersection(keys.tolist()):
+            # the graph still holds the old node under this key: rebuild (callers that
+            # never reuse keys, like KbIndex, never get here)
+            self._rebuild(self._kind)
         else:
             self._index.add_with_ids(vectors, keys)
 
