@@ -201,11 +201,10 @@ def sweep(encoder: Encoder, *, cache_dir: Path | None = None) -> list[dict[str, 
     variants: list[RetrievalParams] = [base, replace(base, center_languages=False)]
     for max_chars, overlap in ((300, 100), (550, 150), (700, 200), (1000, 250)):
         variants.append(replace(base, chunking=ChunkingParams(max_chars, overlap)))
-    for weight in (0.25, 0.5, 0.75):
+    for weight in (0.1, 0.3, 0.5, 0.75):
         variants.append(replace(base, lexical_weight=weight))
-    for weight in (0.1, 0.2, 0.3, 0.5):
-        variants.append(replace(base, fusion="blend", lexical_weight=weight))
-    variants.append(replace(base, rrf_k=20))
+    for weight in (1.0, 0.5, 0.25):
+        variants.append(replace(base, fusion="rrf", lexical_weight=weight))
     variants.append(replace(base, stem=False))
     variants.append(replace(base, stopwords=False))
     rows = []
