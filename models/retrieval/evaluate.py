@@ -2,8 +2,8 @@
 
 `models/data/kb_articles.jsonl` is a project-made help centre of a fictional online shop
 (English, with local articles in es/pt/fr/de/it); `kb_queries.jsonl` holds questions written
-separately, each with the ids of every article that answers it, and a `split`: `dev` (a
-quarter, for choosing chunking and fusion parameters) or `test` (held out). The index is
+separately, each with the ids of every article that answers it, and a `split`: `dev` (62
+queries, for choosing chunking and fusion parameters) or `test` (105, held out). The index is
 built with the same `KbIndex` the service uses. Metrics: recall@k (a relevant article among
 the first k distinct articles) and MRR, overall, per query language and for cross-lingual
 queries (no relevant article in the query's language), for the hybrid search and for the
