@@ -29,6 +29,11 @@ class EncoderDeployment:
         self.encoder: Encoder = load_encoder(
             settings.ai.encoder, settings.models_dir, settings.ai.encoder_threads
         )
+        # What the replica did, for benchmarks and for tests of "one pass per message".
+        self.counts = {"requests": 0, "texts": 0, "passes": 0}
+
+    def stats(self) -> dict[str, int]:
+        return dict(self.counts)
 
     def info(self) -> dict[str, Any]:
         enc = self.encoder
@@ -37,6 +42,7 @@ class EncoderDeployment:
     async def encode(self, texts: list[str], kind: Kind) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.encoder.dim), dtype=np.float32)
+        self.counts["requests"] += 1
         result: np.ndarray = await self._batched((texts, kind))
         return result
 
@@ -56,6 +62,8 @@ class EncoderDeployment:
             picked = [i for i, (_, k) in enumerate(items) if k == kind]
             flat = [t for i in picked for t in items[i][0]]
             vectors = self.encoder.encode(flat, kind)
+            self.counts["passes"] += 1
+            self.counts["texts"] += len(flat)
             start = 0
             for i in picked:
                 n = len(items[i][0])
