@@ -121,7 +121,7 @@ def test_faiss_switches_to_hnsw_at_the_threshold_and_back() -> None:
     assert len(index) == 700
     index.remove(keys[:50].tolist())  # tombstones: never returned
     twin.remove(keys[:50].tolist())
-    queries = vectors[50:150] + 0.05 * unit(100, seed=3)
+    queries = (vectors[50:150] + 0.05 * unit(100, seed=3)).astype(np.float32)
     _, found = index.search(queries, 5)
     _, exact = twin.search(queries, 5)
     assert not set(found.ravel()) & set(range(50))
