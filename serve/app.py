@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray.serve import Application
+from ray.serve import Application, Deployment
 
 from serve.deployments.churn import ChurnScorerDeployment
 from serve.deployments.encoder import EncoderDeployment
@@ -28,18 +28,34 @@ def _cpus(n: float) -> dict[str, Any]:
     return {"num_cpus": n}
 
 
+def _deployment(decorated: object) -> Deployment:
+    # @serve.deployment returns a Deployment; Ray's stubs leave it typed as the class.
+    assert isinstance(decorated, Deployment)
+    return decorated
+
+
 def build_app(args: AppArgs | dict[str, Any] | None = None) -> Application:
     args = AppArgs.model_validate(args or {})
-    encoder = EncoderDeployment.options(
-        num_replicas=args.encoder_replicas, ray_actor_options=_cpus(args.encoder_cpus)
-    ).bind(args)
-    enricher = EnricherDeployment.options(ray_actor_options=_cpus(args.enricher_cpus)).bind(
-        encoder, args
+    encoder = (
+        _deployment(EncoderDeployment)
+        .options(num_replicas=args.encoder_replicas, ray_actor_options=_cpus(args.encoder_cpus))
+        .bind(args)
     )
-    retriever = RetrieverDeployment.options(ray_actor_options=_cpus(args.retriever_cpus)).bind(
-        encoder, args
+    enricher = (
+        _deployment(EnricherDeployment)
+        .options(ray_actor_options=_cpus(args.enricher_cpus))
+        .bind(encoder, args)
     )
-    churn = ChurnScorerDeployment.options(ray_actor_options=_cpus(args.churn_cpus)).bind()
-    return ApiIngress.options(
-        num_replicas=args.api_replicas, ray_actor_options=_cpus(args.api_cpus)
-    ).bind(enricher, retriever, churn, args)
+    retriever = (
+        _deployment(RetrieverDeployment)
+        .options(ray_actor_options=_cpus(args.retriever_cpus))
+        .bind(encoder, args)
+    )
+    churn = (
+        _deployment(ChurnScorerDeployment).options(ray_actor_options=_cpus(args.churn_cpus)).bind()
+    )
+    return (
+        _deployment(ApiIngress)
+        .options(num_replicas=args.api_replicas, ray_actor_options=_cpus(args.api_cpus))
+        .bind(enricher, retriever, churn, args)
+    )

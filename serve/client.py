@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from ray.serve.handle import DeploymentHandle
 
 from models.service import (
-    AnalyzeRequest,
     Analysis,
+    AnalyzeRequest,
     ChurnScore,
     KbHit,
     ReplyHit,
@@ -18,7 +19,10 @@ from models.service import (
 
 class ServeModels:
     def __init__(
-        self, enricher: DeploymentHandle, retriever: DeploymentHandle, churn: DeploymentHandle
+        self,
+        enricher: DeploymentHandle[Any],
+        retriever: DeploymentHandle[Any],
+        churn: DeploymentHandle[Any],
     ) -> None:
         self._enricher = enricher
         self._retriever = retriever

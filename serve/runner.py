@@ -79,7 +79,7 @@ def run_until_interrupted(
     from ray import serve
 
     stop = threading.Event()
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, lambda *_: stop.set())
     started = False
@@ -95,7 +95,7 @@ def run_until_interrupted(
         if ray.is_initialized():
             try:
                 if started:
-                    serve.shutdown()
+                    serve.shutdown()  # type: ignore[no-untyped-call]
                 else:
                     from serve.app import APP_NAME
 

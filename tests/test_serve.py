@@ -98,14 +98,14 @@ def test_analyze_over_http(app: App) -> None:
 def test_one_encoder_pass_per_message_and_batching(app: App) -> None:
     encoder, enricher = app.handle("Encoder"), app.handle("Enricher")
     before = encoder.stats.remote().result()
-    texts = [f"My parcel {n} never arrived, where is it?" for n in range(12)]
+    texts = [f"I want to return these shoes and get my money back, order {n}" for n in range(12)]
     # 12 callers with one message each, at once, and one caller with 8 messages
     singles = [enricher.analyze.remote([AnalyzeRequest(text=t)]) for t in texts]
     batch = enricher.analyze.remote([AnalyzeRequest(text=t + " (batch)") for t in texts[:8]])
     results = [r.result() for r in singles] + [batch.result()]
     after = encoder.stats.remote().result()
     assert sum(len(r) for r in results) == 20
-    assert all(a.intent.label == "delivery_issue" for r in results for a in r)
+    assert all(a.intent.label == "return_refund" for r in results for a in r)
     assert after["texts"] - before["texts"] == 20  # one embedding per message, no more
     assert after["passes"] - before["passes"] < 13  # concurrent callers shared passes
 
@@ -127,11 +127,12 @@ def test_knowledge_article_is_searchable_within_seconds(app: App) -> None:
     while time.monotonic() < deadline:
         found = app.http.post("/v1/kb/search", json={"query": "mi producto llegó roto", "k": 3})
         assert found.status_code == 200, found.text
-        hits = found.json()["hits"]
+        hits = found.json()["items"]
         if hits:
             break
         time.sleep(0.5)
-    assert hits and hits[0]["citation"]["article_id"] == article_id
+    assert hits
+    assert hits[0]["citation"]["article_id"] == article_id
 
 
 def test_churn_over_http(app: App) -> None:
@@ -140,7 +141,8 @@ def test_churn_over_http(app: App) -> None:
     churn = app.http.get(f"/v1/customers/{customer.json()['id']}/churn")
     assert churn.status_code == 200, churn.text
     body = churn.json()
-    assert 0 < body["probability"] < 1 and body["band"] in ("low", "medium", "high")
+    assert 0 < body["probability"] < 1
+    assert body["band"] in ("low", "medium", "high")
     assert {f["name"] for f in body["factors"]} >= {"contacts_30d", "open_tickets"}
 
 
@@ -162,7 +164,8 @@ def test_bad_input_over_http_is_a_4xx(app: App, payload: dict[str, Any], status:
 def test_odd_text_gets_a_clear_answer(app: App) -> None:
     binary = app.http.post("/v1/ai/analyze", json={"text": "\x01\x02\x03\ufffd\x04" * 50})
     assert binary.status_code == 200, binary.text
-    assert binary.json()["intent"]["label"] is None and binary.json()["notes"]
+    assert binary.json()["intent"]["label"] is None
+    assert binary.json()["notes"]
     huge = app.http.post("/v1/ai/analyze", json={"text": "my order is late. " * 2000})
     assert huge.status_code == 200, huge.text
     assert huge.json()["truncated"] is True

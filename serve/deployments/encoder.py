@@ -37,14 +37,21 @@ class EncoderDeployment:
 
     def info(self) -> dict[str, Any]:
         enc = self.encoder
-        return {"name": enc.name, "version": enc.version, "dim": enc.dim, "max_tokens": enc.max_tokens}
+        return {
+            "name": enc.name,
+            "version": enc.version,
+            "dim": enc.dim,
+            "max_tokens": enc.max_tokens,
+        }
 
     async def encode(self, texts: list[str], kind: Kind) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.encoder.dim), dtype=np.float32)
         self.counts["requests"] += 1
-        result: np.ndarray = await self._batched((texts, kind))
-        return result
+        # A batch holds at most MAX_BATCH_TEXTS texts: a long article is several items.
+        parts = [texts[i : i + MAX_BATCH_TEXTS] for i in range(0, len(texts), MAX_BATCH_TEXTS)]
+        vectors = await asyncio.gather(*(self._batched((part, kind)) for part in parts))
+        return np.concatenate(vectors)
 
     @serve.batch(
         max_batch_size=MAX_BATCH_TEXTS,

@@ -17,7 +17,7 @@ from serve.options import AppArgs
 
 @serve.deployment(name="Enricher", max_ongoing_requests=64)
 class EnricherDeployment:
-    def __init__(self, encoder: DeploymentHandle, args: AppArgs) -> None:
+    def __init__(self, encoder: DeploymentHandle[Any], args: AppArgs) -> None:
         settings = args.settings()
         self._encoder = encoder
         # The local encoder only tokenizes (where a long text is cut) and embeds a tenant's

@@ -18,9 +18,9 @@ from serve.options import AppArgs
 class ApiIngress:
     def __init__(
         self,
-        enricher: DeploymentHandle,
-        retriever: DeploymentHandle,
-        churn: DeploymentHandle,
+        enricher: DeploymentHandle[Any],
+        retriever: DeploymentHandle[Any],
+        churn: DeploymentHandle[Any],
         args: AppArgs,
     ) -> None:
         self._runtime = Runtime.build(

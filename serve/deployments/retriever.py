@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from ray import serve
@@ -17,13 +17,16 @@ from serve.options import AppArgs
 
 @serve.deployment(name="Retriever", max_ongoing_requests=64)
 class RetrieverDeployment:
-    def __init__(self, encoder: DeploymentHandle, args: AppArgs) -> None:
+    # Ray runs an async constructor to completion before the replica takes requests.
+    async def __init__(self, encoder: DeploymentHandle[Any], args: AppArgs) -> None:  # type: ignore[misc]
         settings = args.settings()
         self._encoder = encoder
         self._engine = create_engine(settings)
         # Each replica reads the articles itself and catches up on changes, so a restarted
         # or added replica needs nobody to replay writes to it.
         self.retrieval = Retrieval(create_sessionmaker(self._engine), self._embed, settings.ai)
+        # The language-centering vectors, embedded now rather than inside the first search.
+        await self.retrieval.warm_up()
 
     async def _embed(self, texts: list[str], kind: Literal["query", "passage"]) -> np.ndarray:
         vectors: np.ndarray = await self._encoder.encode.remote(texts, kind)
