@@ -145,7 +145,9 @@ def build_retrieval(
 ) -> RetrievalPort | None:
     """Knowledge retrieval over the tenant's articles and resolved conversations, or None
     where this installation has none (knowledge endpoints then answer 503)."""
-    return None
+    from models.retrieval import Retrieval
+
+    return Retrieval(sessions, embed, ai)
 
 
 def build_local_models(

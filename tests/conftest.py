@@ -192,6 +192,19 @@ def fake_retrieval(backend: Backend, analyzer: Analyzer) -> Iterator[FakeRetriev
         backend.runtime.model_service = before
 
 
+@pytest.fixture
+def no_retrieval(backend: Backend, analyzer: Analyzer) -> Iterator[None]:
+    """The backend's model service without knowledge retrieval, for one test."""
+    from models.local import LocalModels
+
+    before = backend.runtime.model_service
+    backend.runtime.model_service = LocalModels(analyzer, retrieval=None)
+    try:
+        yield
+    finally:
+        backend.runtime.model_service = before
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def tenant(backend: Backend) -> TenantCtx:
     """A new tenant with admin, agent and viewer users, an admin API key and a channel."""

@@ -176,6 +176,7 @@ async def test_tenant_intents_change_the_answer(tenant: TenantCtx, other_tenant:
     assert (await analyze(tenant, order))["intent"]["label"] == "order_status"
 
 
+@pytest.mark.usefixtures("no_retrieval")
 async def test_suggest_needs_retrieval_and_an_own_conversation(
     tenant: TenantCtx, other_tenant: TenantCtx
 ) -> None:

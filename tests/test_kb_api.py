@@ -128,7 +128,7 @@ async def test_bad_articles_are_refused(tenant: TenantCtx, body: dict[str, Any])
     expect_error(response, 422, "validation_error")
 
 
-@pytest.mark.usefixtures("ai_models")
+@pytest.mark.usefixtures("no_retrieval")
 async def test_search_without_retrieval_is_503(tenant: TenantCtx) -> None:
     response = await tenant.client.post(
         "/v1/kb/search", json={"query": "return shoes"}, headers=tenant.viewer.headers
@@ -161,3 +161,45 @@ async def test_search_and_refresh_go_to_retrieval(
     for bad in ({"query": " "}, {"query": "x", "k": 0}, {"query": "x", "k": 21}):
         refused = await tenant.client.post("/v1/kb/search", json=bad, headers=tenant.viewer.headers)
         expect_error(refused, 422, "validation_error")
+
+
+@pytest.mark.usefixtures("ai_models")
+async def test_articles_are_searched_for_real_edits_and_deletes_included(
+    tenant: TenantCtx, other_tenant: TenantCtx
+) -> None:
+    """The in-process service with real retrieval: what the API writes, search finds."""
+    created = await create_article(
+        tenant,
+        title="Gift wrapping",
+        body="Add gift wrapping at checkout for 3 euros; the price is hidden on the packing slip.",
+        tags=["gifts"],
+    )
+
+    async def search(t: TenantCtx, query: str) -> list[dict[str, Any]]:
+        found = await t.client.post(
+            "/v1/kb/search", json={"query": query, "k": 3}, headers=t.viewer.headers
+        )
+        items: list[dict[str, Any]] = expect(found, 200)["items"]
+        return items
+
+    hits = await search(tenant, "¿Pueden envolver mi pedido para regalo?")
+    assert hits
+    assert hits[0]["citation"]["article_id"] == created["id"]
+    assert "gift wrapping" in hits[0]["text"].lower()
+    assert not [
+        h
+        for h in await search(other_tenant, "gift wrapping")
+        if h["citation"]["article_id"] == created["id"]
+    ]
+
+    path = f"{ARTICLES}/{created['id']}"
+    edited = {"body": "Gift wrapping is free for members; choose it in the basket."}
+    expect(await tenant.client.patch(path, json=edited, headers=tenant.agent.headers), 200)
+    hits = await search(tenant, "gift wrapping members")
+    assert hits[0]["citation"]["article_id"] == created["id"]
+    assert "members" in hits[0]["text"]
+
+    expect(await tenant.client.delete(path, headers=tenant.agent.headers), 204)
+    assert all(
+        h["citation"]["article_id"] != created["id"] for h in await search(tenant, "gift wrapping")
+    )

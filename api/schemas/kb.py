@@ -53,7 +53,10 @@ class KbArticlePublic(Output):
 class KbSearchRequest(Input):
     query: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
     k: int = Field(default=5, ge=1, le=20)
-    language: LanguageCode | None = Field(default=None, description="Only articles in it.")
+    language: LanguageCode | None = Field(
+        default=None,
+        description="The query's language when known (detected otherwise); not a filter.",
+    )
 
 
 class KbSearchPublic(BaseModel):

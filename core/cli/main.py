@@ -147,17 +147,49 @@ def up(
     demo: Annotated[
         bool, typer.Option(help="On an empty embedded database, create the demo tenant.")
     ] = True,
+    serve: Annotated[
+        bool | None,
+        typer.Option(
+            "--serve/--no-serve",
+            help="Run on Ray Serve (the default, RELAYDESK_AI__SERVE), or serve the API "
+            "with uvicorn and the models in-process.",
+        ),
+    ] = None,
+    dashboard: Annotated[
+        bool, typer.Option(help="Start the Ray dashboard with a local Ray.")
+    ] = True,
 ) -> None:
-    """Serve the API. Embedded mode migrates its SQLite database and, on first start,
-    creates a demo tenant and prints how to sign in."""
-    import uvicorn
-
-    from api.app import create_app
+    """Serve RelayDesk: the API and its models on Ray Serve (a local Ray, or the cluster at
+    RELAYDESK_RAY_ADDRESS). Embedded mode migrates its SQLite database and, on first start,
+    creates a demo tenant and prints how to sign in. Ctrl-C stops everything it started."""
     from core.cli.jobs import first_start
 
     settings = load_settings()
     for line in run(lambda s: first_start(s, demo=demo)):
         typer.echo(line)
+    if not (settings.ai.serve if serve is None else serve):
+        _up_uvicorn(settings, host, port)
+        return
+    from serve.runner import Deployed, ensure_models, run_until_interrupted
+
+    ensure_models(settings)
+    typer.echo("Starting Ray Serve (the first start takes about half a minute) ...")
+
+    def ready(deployed: Deployed) -> None:
+        typer.echo(f"RelayDesk API on {deployed.api_url}  (OpenAPI: {deployed.api_url}/docs)")
+        if deployed.dashboard_url:
+            typer.echo(f"Ray dashboard: {deployed.dashboard_url}")
+        typer.echo("Press Ctrl-C to stop.")
+
+    run_until_interrupted(settings, host, port, dashboard=dashboard, on_ready=ready)
+    typer.echo("Stopped.")
+
+
+def _up_uvicorn(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
     typer.echo(f"RelayDesk API on http://{host}:{port}  (OpenAPI: http://{host}:{port}/docs)")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 

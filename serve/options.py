@@ -1,0 +1,42 @@
+"""What the Serve app is told at deploy time, and how a replica turns it into `Settings`.
+
+Secrets never travel in the app's arguments (the Serve config is visible in the dashboard
+and the REST API): a replica reads them from its own environment, like any RelayDesk
+process. The arguments carry only what must agree across replicas started elsewhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from core.settings import Settings, get_settings
+
+
+class AppArgs(BaseModel):
+    """Arguments of the application builder (`serve/config.yaml` → `args`)."""
+
+    # Absolute data dir shared by the replicas (SQLite file, built models); None: each
+    # replica's own `RELAYDESK_DATA_DIR`.
+    data_dir: str | None = None
+    encoder: str | None = Field(default=None, description="Overrides RELAYDESK_AI__ENCODER")
+    encoder_replicas: int = Field(default=1, ge=1, le=64)
+    # CPU reserved per replica. Ray starts nothing it cannot fit, silently: on 2 cores the
+    # sum (1.0 + 0.3 + 0.2 + 0.1 + 0.1) leaves room for the pipeline's consumer actors.
+    encoder_cpus: float = Field(default=1.0, gt=0)
+    enricher_cpus: float = Field(default=0.3, gt=0)
+    retriever_cpus: float = Field(default=0.2, gt=0)
+    churn_cpus: float = Field(default=0.1, gt=0)
+    api_cpus: float = Field(default=0.1, gt=0)
+    api_replicas: int = Field(default=1, ge=1, le=64)
+
+    def settings(self) -> Settings:
+        """The replica's settings: its environment, then these arguments on top."""
+        settings = get_settings()
+        update: dict[str, object] = {}
+        if self.data_dir:
+            update["data_dir"] = Path(self.data_dir)
+        if self.encoder:
+            update["ai"] = settings.ai.model_copy(update={"encoder": self.encoder})
+        return settings.model_copy(update=update) if update else settings

@@ -1,0 +1,125 @@
+"""Start (or join) Ray, deploy the RelayDesk app on Serve, and shut down cleanly."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from core.settings import Settings
+from serve.options import AppArgs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Deployed:
+    api_url: str
+    dashboard_url: str | None
+    started_ray: bool
+
+
+def ray_env() -> None:
+    """Keep a local Ray on loopback (it binds the machine's public address otherwise)."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def start_ray(settings: Settings, *, dashboard: bool) -> tuple[bool, str | None]:
+    """Join `RELAYDESK_RAY_ADDRESS`, or start a local Ray; returns (started, dashboard URL)."""
+    import ray
+
+    ray_env()
+    if settings.ray.address:
+        ctx = ray.init(address=settings.ray.address, logging_level=logging.WARNING)
+        started = False
+    else:
+        ctx = ray.init(
+            include_dashboard=dashboard,
+            dashboard_host="127.0.0.1",
+            logging_level=logging.WARNING,
+            # The replicas must see the same configuration as this process.
+            runtime_env={"env_vars": _relaydesk_env()},
+        )
+        started = True
+    url = getattr(ctx, "dashboard_url", None) or None
+    return started, (f"http://{url}" if url and not url.startswith("http") else url)
+
+
+def _relaydesk_env() -> dict[str, str]:
+    prefixes = ("RELAYDESK_", "HF_", "MLFLOW_", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    return {k: v for k, v in os.environ.items() if k.startswith(prefixes)}
+
+
+def deploy(settings: Settings, host: str, port: int, args: AppArgs) -> str:
+    from ray import serve
+
+    from serve.app import APP_NAME, build_app
+
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(build_app(args), name=APP_NAME, route_prefix="/")
+    return f"http://{host}:{port}"
+
+
+def run_until_interrupted(
+    settings: Settings,
+    host: str,
+    port: int,
+    *,
+    dashboard: bool,
+    on_ready: Callable[[Deployed], None],
+) -> None:
+    """Deploy, report, then block until SIGINT/SIGTERM; always leaves nothing running that
+    it started."""
+    import ray
+    from ray import serve
+
+    stop = threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    started = False
+    try:
+        started, dashboard_url = start_ray(settings, dashboard=dashboard)
+        args = AppArgs(data_dir=str(settings.data_dir.resolve()))
+        api_url = deploy(settings, host, port, args)
+        on_ready(Deployed(api_url=api_url, dashboard_url=dashboard_url, started_ray=started))
+        stop.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if ray.is_initialized():
+            try:
+                if started:
+                    serve.shutdown()  # type: ignore[no-untyped-call]
+                else:
+                    from serve.app import APP_NAME
+
+                    serve.delete(APP_NAME)
+            finally:
+                ray.shutdown()
+
+
+def ensure_models(settings: Settings) -> None:
+    """Build what the replicas will load (they refuse to build: one builder, not five).
+
+    Cached by content hash: after the first start this only checks the manifests."""
+    from tqdm import tqdm
+
+    from models.bundle import load_bundle
+
+    with tqdm(total=1, bar_format="{desc} {elapsed}", desc="models: checking") as bar:
+        bundle = load_bundle(
+            settings.models_dir,
+            settings.ai,
+            build_if_missing=True,
+            progress=lambda step: bar.set_description(f"models: {step}"),
+        )
+        bar.set_description(f"models: ready ({bundle.encoder_version})")
+        bar.update()
+    if bundle.unavailable:
+        logger.warning("serving without heads: %s", bundle.unavailable)
