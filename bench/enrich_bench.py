@@ -96,6 +96,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--wait-max", type=float, default=1200.0, help="seconds to wait for it (0: do not wait)"
     )
+    p.add_argument(
+        "--app-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an argument of the app builder (serve.options.AppArgs), e.g. encoder_replicas=2",
+    )
+    p.add_argument(
+        "--ray-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment of the Ray processes (every replica, the proxy), e.g. Serve flags",
+    )
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--results", type=Path, default=REPO / "bench" / "results")
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
@@ -558,6 +572,8 @@ class ServeSession:
         from ray import serve
 
         self.args, self.data_dir = args, data_dir
+        # One loop for every phase: handles stay bound to the loop they were first used on.
+        self.loop = asyncio.new_event_loop()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # The replicas log as configured; their lines just do not reach this terminal.
@@ -576,8 +592,14 @@ class ServeSession:
         from serve.options import AppArgs
 
         started = time.perf_counter()
-        app_args = AppArgs(
-            data_dir=str(self.data_dir), encoder=self.args.encoder, encoder_threads=threads
+        extra = dict(item.partition("=")[::2] for item in self.args.app_arg)
+        app_args = AppArgs.model_validate(
+            {
+                **extra,
+                "data_dir": str(self.data_dir),
+                "encoder": self.args.encoder,
+                "encoder_threads": threads,
+            }
         )
         serve.run(build_app(app_args), name=APP_NAME, route_prefix="/")
         return time.perf_counter() - started
@@ -586,8 +608,9 @@ class ServeSession:
         import ray
         from ray import serve
 
-        serve.shutdown()
-        ray.shutdown()  # type: ignore[no-untyped-call]
+        serve.shutdown()  # type: ignore[no-untyped-call]
+        ray.shutdown()
+        self.loop.close()
 
 
 # ----------------------------------------------------------------------------- report
@@ -708,6 +731,9 @@ def main(args: argparse.Namespace) -> int:
         os.environ["RELAYDESK_API__RATE_LIMIT_PER_MINUTE"] = "0"
         data_dir, key = embedded_data_dir(root / "data", args.models_dir)
         os.environ["RELAYDESK_DATA_DIR"] = str(data_dir)
+        for item in args.ray_env:
+            name, _, value = item.partition("=")
+            os.environ[name] = value
         print("starting Ray and Serve ...", flush=True)
         session = ServeSession(args, data_dir)
         try:
@@ -718,11 +744,12 @@ def main(args: argparse.Namespace) -> int:
                 for kind in ("chat", "email"):
                     if "serve" in args.phase_set:
                         mark = meter.start()
-                        result = asyncio.run(serve_phase("relaydesk", threads, corpus, kind, args))
-                        record(result, mark)
+                        phase = serve_phase("relaydesk", threads, corpus, kind, args)
+                        record(session.loop.run_until_complete(phase), mark)
                 if "http" in args.phase_set:
                     mark = meter.start()
-                    record(asyncio.run(http_phase(session.url, key, threads, corpus, args)), mark)
+                    phase = http_phase(session.url, key, threads, corpus, args)
+                    record(session.loop.run_until_complete(phase), mark)
                 if "memory" in args.phase_set:
                     mem[threads] = memory()
         finally:

@@ -209,6 +209,10 @@ class OnnxEncoder(_PooledEncoder):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Idle pool threads busy-wait for work by default: on cores shared with the other
+        # replicas that halved throughput at 2 threads (docs/benchmarks.md, 1 vs 2 threads).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(onnx_path), options, providers=["CPUExecutionProvider"]
         )
