@@ -10,6 +10,8 @@ In one run, on one local Ray (2 CPUs, no dashboard) with the app of `serve.app.b
   and email-length texts, for each encoder thread count: the ceiling;
 - naive: the same encoder, one pass per task per message (intent, sentiment, urgency and the
   retrieval query: 4 passes of one text each), in-process;
+- prepare: the analysis without the encoder pass (`Analyzer.prepare` and `finish`: cleaning,
+  language, entities, the heads), in-process, on all texts and on the English ones (spaCy);
 - serve: concurrent callers through the Enricher handle (the full analysis: language,
   entities, intent, sentiment, urgency), for each encoder thread count; batching from
   `Encoder.stats()`;
@@ -53,10 +55,12 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx  # noqa: E402
+import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from core.settings import AiSettings  # noqa: E402
+from models.analyzer import Analyzer  # noqa: E402
 from models.encoder import Encoder, load_encoder  # noqa: E402
 from models.service import Analysis, AnalyzeRequest  # noqa: E402
 
@@ -72,7 +76,7 @@ NAIVE_TASKS = ("intent", "sentiment", "urgency", "retrieval query")
 RAW_BATCH = 64
 CHAT_TOKENS = (10, 32)  # the support_test messages in this range average ~20 tokens
 EMAIL_TOKENS = (110, 140)
-ALL_PHASES = ("raw", "naive", "serve", "http", "memory")
+ALL_PHASES = ("raw", "naive", "prepare", "serve", "http", "memory")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -134,9 +138,14 @@ class Corpus:
     chat: list[str]
     email: list[str]
     tokens: dict[str, dict[str, float]]
+    language: dict[str, str]  # text → its language code
 
     def texts(self, kind: str) -> list[str]:
-        return self.chat if kind == "chat" else self.email
+        """ "chat" or "email"; "-en" after either: its English texts only."""
+        texts = self.chat if kind.startswith("chat") else self.email
+        if kind.endswith("-en"):
+            return [t for t in texts if self.language[t] == "en"]
+        return texts
 
 
 def _token_counts(encoder: Encoder, texts: list[str]) -> list[int]:
@@ -156,10 +165,11 @@ def build_corpus(encoder: Encoder, seed: int) -> Corpus:
     chat = [t for t in texts if CHAT_TOKENS[0] <= counts[t] <= CHAT_TOKENS[1]]
     rng = random.Random(seed)
     email: list[str] = []
+    language = {str(r["text"]): str(r["lang"]) for r in rows}
     by_lang: dict[str, list[str]] = {}
     for r in rows:
         by_lang.setdefault(str(r["lang"]), []).append(str(r["text"]))
-    for pool in by_lang.values():
+    for lang, pool in by_lang.items():
         for _ in range(24):
             parts: list[str] = []
             for text in rng.sample(pool, len(pool)):
@@ -167,6 +177,7 @@ def build_corpus(encoder: Encoder, seed: int) -> Corpus:
                 if sum(counts[p] for p in parts) >= EMAIL_TOKENS[0]:
                     break
             email.append("\n\n".join(parts))
+            language[email[-1]] = lang
     email_counts = _token_counts(encoder, email)
     email = [e for e, n in zip(email, email_counts, strict=True) if n <= EMAIL_TOKENS[1]]
     rng.shuffle(chat)
@@ -177,7 +188,8 @@ def build_corpus(encoder: Encoder, seed: int) -> Corpus:
         return {"texts": len(kind), "mean": round(statistics.mean(n), 1),
                 "min": min(n), "max": max(n)}  # fmt: skip
 
-    return Corpus(chat, email, {"chat": described(chat), "email": described(email)})
+    tokens = {"chat": described(chat), "email": described(email)}
+    return Corpus(chat, email, tokens, language)
 
 
 # ----------------------------------------------------------------------------- metering
@@ -188,6 +200,7 @@ class Meter:
     def __init__(self) -> None:
         self.loads: list[tuple[float, float]] = []
         self._stop = threading.Event()
+        self._mark: tuple[float, float, dict[int, tuple[str, float]], float] | None = None
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
@@ -218,14 +231,16 @@ class Meter:
                 continue
         return out
 
-    def start(self) -> Mark:
-        return time.perf_counter(), self._busy(), self._ours(), os.getloadavg()[0]
+    def begin(self) -> None:
+        """A phase's measured part starts now (after its warm-up)."""
+        self._mark = (time.perf_counter(), self._busy(), self._ours(), os.getloadavg()[0])
 
-    def stop(self, mark: Mark, messages: int) -> dict[str, Any]:
+    def end(self, messages: int) -> dict[str, Any]:
         """Load, cores used by this run and by others, and this run's CPU-ms per message
         by process group (Serve replicas by deployment, Serve's controller and proxy, Ray,
-        this driver)."""
-        started, busy, ours, load = mark
+        this driver) since `begin`."""
+        assert self._mark is not None, "end() without begin()"
+        started, busy, ours, load = self._mark
         seconds = time.perf_counter() - started
         by_group: dict[str, float] = {}
         for pid, (group, cpu) in self._ours().items():
@@ -245,9 +260,6 @@ class Meter:
         }
 
 
-Mark = tuple[float, float, dict[int, tuple[str, float]], float]
-
-
 def _group(proc: psutil.Process, me: psutil.Process) -> str:
     """Which part of the run a process is: a replica's deployment, Serve's controller or
     proxy, the bench driver, or Ray's own processes."""
@@ -257,10 +269,11 @@ def _group(proc: psutil.Process, me: psutil.Process) -> str:
         title = " ".join(proc.cmdline()) or proc.name()
     except psutil.Error:
         return "ray"
+    # Ray titles an actor's process "ray::<actor>[.<method running now>]".
     if title.startswith("ray::ServeReplica:"):
-        return title.split(":")[-1].split()[0]
+        return title.split(":")[-1].split()[0].split(".")[0]
     if title.startswith(("ray::ServeController", "ray::ProxyActor")):
-        return title.split()[0].removeprefix("ray::")
+        return title.split()[0].removeprefix("ray::").split(".")[0]
     return "ray"
 
 
@@ -335,11 +348,14 @@ def _timed(desc: str, duration: float) -> Iterator[float]:
 
 
 # ----------------------------------------------------------------------------- in-process
-def raw_phase(encoder: Encoder, threads: int, corpus: Corpus, kind: str, args: Any) -> Result:
+def raw_phase(
+    encoder: Encoder, threads: int, corpus: Corpus, kind: str, args: Any, meter: Meter
+) -> Result:
     """The encoder alone, 64 texts per call: what the hardware gives at best."""
     texts = corpus.texts(kind)
     for _ in _timed(f"raw warm-up {kind} t={threads}", args.warmup):
         encoder.encode(_cycle(texts, RAW_BATCH, 0), "query")
+    meter.begin()
     done, start = 0, time.perf_counter()
     for _ in _timed(f"raw {kind} t={threads}", args.duration):
         encoder.encode(_cycle(texts, RAW_BATCH, done), "query")
@@ -347,11 +363,14 @@ def raw_phase(encoder: Encoder, threads: int, corpus: Corpus, kind: str, args: A
     return Result("raw", threads, kind, time.perf_counter() - start, done)
 
 
-def naive_phase(encoder: Encoder, threads: int, corpus: Corpus, kind: str, args: Any) -> Result:
+def naive_phase(
+    encoder: Encoder, threads: int, corpus: Corpus, kind: str, args: Any, meter: Meter
+) -> Result:
     """One encoder pass per task per message, each message alone."""
     texts = corpus.texts(kind)
     for i, _ in enumerate(_timed(f"naive warm-up {kind} t={threads}", args.warmup)):
         encoder.encode([texts[i % len(texts)]], "query")
+    meter.begin()
     done, start = 0, time.perf_counter()
     latencies: list[float] = []
     for _ in _timed(f"naive {kind} t={threads}", args.duration):
@@ -362,6 +381,30 @@ def naive_phase(encoder: Encoder, threads: int, corpus: Corpus, kind: str, args:
         done += 1
     extra = {"passes_per_message": len(NAIVE_TASKS)}
     return Result("naive", threads, kind, time.perf_counter() - start, done, 0, latencies, extra)
+
+
+def prepare_phase(analyzer: Analyzer, corpus: Corpus, kind: str, args: Any, meter: Meter) -> Result:
+    """`Analyzer.prepare` and `finish` on 8 messages at a time, the vectors computed
+    beforehand: what the Enricher does besides waiting for the Encoder."""
+    texts = corpus.texts(kind)[:200]
+    vectors = dict(zip(texts, analyzer.encoder.encode(texts, "query"), strict=True))
+    done, n = 0, 8
+
+    def one_batch() -> None:
+        nonlocal done
+        requests = [AnalyzeRequest(text=t) for t in _cycle(texts, n, done)]
+        prepared = analyzer.prepare(requests)
+        x = np.stack([vectors[t] for t in analyzer.texts_to_encode(prepared)])
+        analyzer.finish(requests, prepared, x)
+        done += n
+
+    for _ in _timed(f"prepare warm-up {kind}", args.warmup):
+        one_batch()
+    meter.begin()
+    done, start = 0, time.perf_counter()
+    for _ in _timed(f"prepare {kind}", args.duration / 2):
+        one_batch()
+    return Result("prepare", 1, kind, time.perf_counter() - start, done)
 
 
 # ----------------------------------------------------------------------------- Serve
@@ -396,7 +439,9 @@ def _check(analyses: list[Analysis], n: int) -> None:
             raise RuntimeError(f"no analysis: {a.sentiment.reason or a.intent.reason}")
 
 
-async def serve_phase(app: str, threads: int, corpus: Corpus, kind: str, args: Any) -> Result:
+async def serve_phase(
+    app: str, threads: int, corpus: Corpus, kind: str, args: Any, meter: Meter
+) -> Result:
     """Closed-loop callers of the Enricher handle, `per_call` messages each call (a stream
     consumer's micro-batch)."""
     from ray import serve
@@ -431,6 +476,7 @@ async def serve_phase(app: str, threads: int, corpus: Corpus, kind: str, args: A
     state["stop"] = time.perf_counter() + args.warmup
     await asyncio.gather(*(caller() for _ in range(args.callers)))
     before = await encoder.stats.remote()
+    meter.begin()
     state.update(recording=True, stop=time.perf_counter() + args.duration)
     start = time.perf_counter()
     bar = asyncio.create_task(_progress(f"serve {kind} t={threads}", args.duration))
@@ -463,7 +509,9 @@ async def _progress(desc: str, duration: float) -> None:
             bar.update(1)
 
 
-async def http_phase(url: str, key: str, threads: int, corpus: Corpus, args: Any) -> Result:
+async def http_phase(
+    url: str, key: str, threads: int, corpus: Corpus, args: Any, meter: Meter
+) -> Result:
     """`POST /v1/ai/analyze` (one chat message each) at `rate` requests/s, Poisson arrivals,
     open loop: a slow answer does not delay the next request."""
     rng = random.Random(args.seed)
@@ -481,6 +529,7 @@ async def http_phase(url: str, key: str, threads: int, corpus: Corpus, args: Any
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30, limits=limits) as http:
         for i, _ in enumerate(_timed(f"http warm-up t={threads}", args.warmup)):
             await http.post("/v1/ai/analyze", json={"text": texts[i % len(texts)]})
+        meter.begin()
         start = time.perf_counter()
 
         async def one(i: int, at: float) -> None:
@@ -623,7 +672,7 @@ def verdicts(results: list[Result], mem: dict[int, dict[str, Any]]) -> dict[str,
         for kind in ("chat", "email"):
             serve_r = by.get(("serve", threads, kind))
             raw = by.get(("raw", threads, kind))
-            naive = by.get(("naive", 1, kind)) or by.get(("naive", threads, kind))
+            naive = by.get(("naive", threads, kind))
             if serve_r and raw:
                 ratio = serve_r.per_s / raw.per_s
                 v[f"serve_over_raw_{kind}"] = _verdict(ratio, ">=", TARGETS["serve_over_raw"])
@@ -650,17 +699,18 @@ def _verdict(value: float, op: str, target: float) -> dict[str, Any]:
 
 def print_table(results: list[Result], mem: dict[int, dict[str, Any]]) -> None:
     raw = {(r.threads, r.text): r.per_s for r in results if r.phase == "raw"}
-    naive = {r.text: r.per_s for r in results if r.phase == "naive" and r.threads == 1}
-    print(f"\n{'phase':<8}{'threads':>8}{'text':>7}{'msg/s':>9}{'÷raw':>7}{'÷naive':>8}"
+    naive = {(r.threads, r.text): r.per_s for r in results if r.phase == "naive"}
+    print(f"\n{'phase':<8}{'threads':>8}{'text':>9}{'msg/s':>9}{'÷raw':>7}{'÷naive':>8}"
           f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'err':>5}{'texts/pass':>11}"
           f"{'other CPU':>10}")  # fmt: skip
     for r in results:
         s = r.summary()
         ratio_raw = r.per_s / raw[(r.threads, r.text)] if (r.threads, r.text) in raw else None
-        ratio_naive = r.per_s / naive[r.text] if r.text in naive else None
+        key = (r.threads, r.text)
+        ratio_naive = r.per_s / naive[key] if key in naive and r.phase != "prepare" else None
         cells = [
-            f"{r.phase:<8}{r.threads:>8}{r.text:>7}{r.per_s:>9.1f}",
-            f"{ratio_raw:>7.2f}" if ratio_raw and r.phase != "http" else f"{'':>7}",
+            f"{r.phase:<8}{r.threads:>8}{r.text:>9}{r.per_s:>9.1f}",
+            f"{ratio_raw:>7.2f}" if ratio_raw and r.phase in ("naive", "serve") else f"{'':>7}",
             f"{ratio_naive:>8.2f}" if ratio_naive and r.phase != "http" else f"{'':>8}",
         ]
         for q in (50, 95, 99):
@@ -690,13 +740,13 @@ def main(args: argparse.Namespace) -> int:
     mem: dict[int, dict[str, Any]] = {}
     deploy_s: dict[int, float] = {}
 
-    def record(result: Result, mark: Mark) -> None:
-        result.extra.update(meter.stop(mark, result.messages))
+    def record(result: Result) -> None:
+        result.extra.update(meter.end(result.messages))
         results.append(result)
         ratio = ""
         raw = next((r for r in results if r.phase == "raw" and r.threads == result.threads
                     and r.text == result.text), None)  # fmt: skip
-        if raw and result.phase != "raw":
+        if raw and result.phase in ("naive", "serve"):
             ratio = f" ({result.per_s / raw.per_s:.2f} x raw)"
         cpu = ", ".join(f"{k} {v}" for k, v in result.extra["cpu_ms_per_message"].items())
         other = result.extra["other_cores"]
@@ -715,13 +765,18 @@ def main(args: argparse.Namespace) -> int:
             print(f"texts: {json.dumps(corpus.tokens)}", flush=True)
         for kind in ("chat", "email"):
             if "raw" in args.phase_set:
-                mark = meter.start()
-                record(raw_phase(encoder, threads, corpus, kind, args), mark)
+                record(raw_phase(encoder, threads, corpus, kind, args, meter))
             if "naive" in args.phase_set:
-                mark = meter.start()
-                record(naive_phase(encoder, threads, corpus, kind, args), mark)
+                record(naive_phase(encoder, threads, corpus, kind, args, meter))
         del encoder
     assert corpus is not None
+    if "prepare" in args.phase_set:
+        analyzer = Analyzer.load(
+            args.models_dir, AiSettings(encoder=args.encoder), build_if_missing=False
+        )
+        for kind in ("chat", "chat-en", "email", "email-en"):
+            record(prepare_phase(analyzer, corpus, kind, args, meter))
+        del analyzer
 
     if args.phase_set & {"serve", "http", "memory"}:
         root = Path(tempfile.mkdtemp(prefix="relaydesk-enrich-bench-"))
@@ -743,13 +798,11 @@ def main(args: argparse.Namespace) -> int:
                       flush=True)  # fmt: skip
                 for kind in ("chat", "email"):
                     if "serve" in args.phase_set:
-                        mark = meter.start()
-                        phase = serve_phase("relaydesk", threads, corpus, kind, args)
-                        record(session.loop.run_until_complete(phase), mark)
+                        phase = serve_phase("relaydesk", threads, corpus, kind, args, meter)
+                        record(session.loop.run_until_complete(phase))
                 if "http" in args.phase_set:
-                    mark = meter.start()
-                    phase = http_phase(session.url, key, threads, corpus, args)
-                    record(session.loop.run_until_complete(phase), mark)
+                    phase = http_phase(session.url, key, threads, corpus, args, meter)
+                    record(session.loop.run_until_complete(phase))
                 if "memory" in args.phase_set:
                     mem[threads] = memory()
         finally:
