@@ -59,8 +59,9 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from core.settings import AiSettings  # noqa: E402
+from core.settings import AiSettings, get_settings  # noqa: E402
 from models.analyzer import Analyzer  # noqa: E402
+from models.bundle import ModelsNotBuiltError  # noqa: E402
 from models.encoder import Encoder, load_encoder  # noqa: E402
 from models.service import Analysis, AnalyzeRequest  # noqa: E402
 
@@ -126,8 +127,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown phases {sorted(unknown)}; expected some of {', '.join(ALL_PHASES)}")
     if args.models_dir is None:
+        # the test suite's models cache where there is one, else this installation's models
         cache = os.environ.get("RELAYDESK_TEST_MODELS_CACHE")
-        args.models_dir = Path(cache) if cache else Path.home() / ".cache/relaydesk/models"
+        args.models_dir = Path(cache) if cache else get_settings().models_dir
     args.encoder = args.encoder or AiSettings().encoder
     return args
 
@@ -755,6 +757,18 @@ def main(args: argparse.Namespace) -> int:
               f"CPU-ms/message: {cpu}", flush=True)  # fmt: skip
 
     print(f"encoder {args.encoder}, models {args.models_dir}, load {os.getloadavg()[0]:.2f}")
+    # The models are built beforehand, never here; the replicas refuse to build them too.
+    try:
+        analyzer: Analyzer | None = Analyzer.load(
+            args.models_dir, AiSettings(encoder=args.encoder), build_if_missing=False
+        )
+    except ModelsNotBuiltError as exc:
+        print(f"{exc}\n(--models-dir {args.models_dir}; build them with `relaydesk models build`)")
+        return 2
+    assert analyzer is not None
+    if analyzer.bundle.unavailable:
+        print(f"the analysis is not available: {analyzer.bundle.unavailable}")
+        return 2
     corpus: Corpus | None = None
     for threads in args.thread_counts:
         if not args.phase_set & {"raw", "naive"} and corpus is not None:
@@ -771,12 +785,9 @@ def main(args: argparse.Namespace) -> int:
         del encoder
     assert corpus is not None
     if "prepare" in args.phase_set:
-        analyzer = Analyzer.load(
-            args.models_dir, AiSettings(encoder=args.encoder), build_if_missing=False
-        )
         for kind in ("chat", "chat-en", "email", "email-en"):
             record(prepare_phase(analyzer, corpus, kind, args, meter))
-        del analyzer
+    analyzer = None  # the driver's memory is not the replicas'
 
     if args.phase_set & {"serve", "http", "memory"}:
         root = Path(tempfile.mkdtemp(prefix="relaydesk-enrich-bench-"))
