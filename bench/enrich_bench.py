@@ -21,7 +21,8 @@ In one run, on one local Ray (2 CPUs, no dashboard) with the app of `serve.app.b
   Ray's own processes.
 
 Before starting it waits (up to --wait-max seconds) for the 1-minute load average to drop
-below --wait-load, and it records the load and the CPU other processes used in each phase.
+below --wait-load, and before each phase (up to --wait-phase seconds) for other processes to
+use less than 0.3 cores; it records the load and the CPU others used in each phase.
 Prints a table with ratios against the raw ceiling and the naive design of the same run and
 writes bench/results/enrich_bench-<time>.json. See docs/benchmarks.md."""
 
@@ -99,7 +100,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--models-dir", type=Path, default=None, help="built models (never rebuilt)")
     p.add_argument("--wait-load", type=float, default=2.0, help="1-minute load to wait for")
     p.add_argument(
-        "--wait-max", type=float, default=1200.0, help="seconds to wait for it (0: do not wait)"
+        "--wait-max",
+        type=float,
+        default=None,
+        help="seconds to wait for it (0: do not wait; default 1200, 0 with --quick)",
     )
     p.add_argument(
         "--app-arg",
@@ -115,12 +119,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="environment of the Ray processes (every replica, the proxy), e.g. Serve flags",
     )
+    p.add_argument(
+        "--wait-phase",
+        type=float,
+        default=None,
+        help="before each phase, seconds to wait for other processes to use < 0.3 cores "
+        "(default 90, 0 with --quick)",
+    )
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--results", type=Path, default=REPO / "bench" / "results")
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = p.parse_args(argv)
     if args.quick:
-        args.duration, args.warmup, args.wait_max = min(args.duration, 6.0), 1.0, 0.0
+        args.duration, args.warmup = min(args.duration, 6.0), 1.0
+    if args.wait_max is None:
+        args.wait_max = 0.0 if args.quick else 1200.0
+    if args.wait_phase is None:
+        args.wait_phase = 0.0 if args.quick else 90.0
     args.thread_counts = [int(t) for t in args.threads.split(",")]
     args.phase_set = set(args.phases.split(","))
     unknown = args.phase_set - set(ALL_PHASES)
@@ -203,6 +218,7 @@ class Meter:
         self.loads: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._mark: tuple[float, float, dict[int, tuple[str, float]], float] | None = None
+        self._waited = 0.0
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
@@ -233,6 +249,18 @@ class Meter:
                 continue
         return out
 
+    def settle(self, limit: float, cores: float = 0.3) -> None:
+        """Before a phase: wait (up to `limit` seconds) until other processes keep fewer
+        than `cores` busy over 2 s, so that the phases of one run meet similar weather."""
+        started = time.monotonic()
+        while time.monotonic() - started < limit:
+            busy, ours = self._busy(), self._ours()
+            time.sleep(2.0)
+            mine = sum(cpu - ours.get(pid, (g, 0.0))[1] for pid, (g, cpu) in self._ours().items())
+            if (self._busy() - busy - mine) / 2.0 < cores:
+                break
+        self._waited = time.monotonic() - started
+
     def begin(self) -> None:
         """A phase's measured part starts now (after its warm-up)."""
         self._mark = (time.perf_counter(), self._busy(), self._ours(), os.getloadavg()[0])
@@ -249,7 +277,9 @@ class Meter:
             by_group[group] = by_group.get(group, 0.0) + cpu - ours.get(pid, (group, 0.0))[1]
         mine = sum(by_group.values())
         machine = self._busy() - busy
+        waited, self._waited = self._waited, 0.0
         return {
+            "waited_for_quiet_s": round(waited),
             "load1_start": round(load, 2),
             "load1_end": round(os.getloadavg()[0], 2),
             "ours_cores": round(mine / seconds, 2),
@@ -779,13 +809,16 @@ def main(args: argparse.Namespace) -> int:
             print(f"texts: {json.dumps(corpus.tokens)}", flush=True)
         for kind in ("chat", "email"):
             if "raw" in args.phase_set:
+                meter.settle(args.wait_phase)
                 record(raw_phase(encoder, threads, corpus, kind, args, meter))
             if "naive" in args.phase_set:
+                meter.settle(args.wait_phase)
                 record(naive_phase(encoder, threads, corpus, kind, args, meter))
         del encoder
     assert corpus is not None
     if "prepare" in args.phase_set:
         for kind in ("chat", "chat-en", "email", "email-en"):
+            meter.settle(args.wait_phase)
             record(prepare_phase(analyzer, corpus, kind, args, meter))
     analyzer = None  # the driver's memory is not the replicas'
 
@@ -809,9 +842,11 @@ def main(args: argparse.Namespace) -> int:
                       flush=True)  # fmt: skip
                 for kind in ("chat", "email"):
                     if "serve" in args.phase_set:
+                        meter.settle(args.wait_phase)
                         phase = serve_phase("relaydesk", threads, corpus, kind, args, meter)
                         record(session.loop.run_until_complete(phase))
                 if "http" in args.phase_set:
+                    meter.settle(args.wait_phase)
                     phase = http_phase(session.url, key, threads, corpus, args, meter)
                     record(session.loop.run_until_complete(phase))
                 if "memory" in args.phase_set:
