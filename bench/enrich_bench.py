@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import random
+import re
 import socket
 import statistics
 import sys
@@ -563,6 +564,7 @@ async def http_phase(
             await http.post("/v1/ai/analyze", json={"text": texts[i % len(texts)]})
         meter.begin()
         start = time.perf_counter()
+        wall_start = time.time()
 
         async def one(i: int, at: float) -> None:
             nonlocal errors
@@ -585,6 +587,7 @@ async def http_phase(
         seconds = time.perf_counter() - start
         bar.cancel()
     extra: dict[str, Any] = {
+        "stages": stage_latencies(wall_start, wall_start + seconds),
         "offered_per_s": args.rate,
         "sent": len(arrivals),
         "arrivals": "poisson",
@@ -593,6 +596,46 @@ async def http_phase(
     if failures:
         extra["first_errors"] = failures
     return Result("http", threads, "chat", seconds, len(latencies), errors, latencies, extra)
+
+
+_ACCESS = re.compile(
+    r"^\w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .* -- (?:POST|CALL) \S+ \S+ ([0-9.]+)ms$"
+)
+
+
+def stage_latencies(since: float, until: float) -> dict[str, dict[str, float]]:
+    """p50/p95 of each hop of a request (proxy, Api, Enricher, Encoder) between two
+    wall-clock times, from Serve's access logs; each includes the hops after it. Empty where
+    the logs cannot be read (another Ray version, access logs off)."""
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None)
+    if node is None:
+        return {}
+    logs = Path(node.get_logs_dir_path()) / "serve"
+    out: dict[str, dict[str, float]] = {}
+    for stage, pattern in (
+        ("proxy", "proxy_*.log"),
+        ("Api", "replica_*_Api_*.log"),
+        ("Enricher", "replica_*_Enricher_*.log"),
+        ("Encoder", "replica_*_Encoder_*.log"),
+    ):
+        values: list[float] = []
+        for path in logs.glob(pattern):
+            for line in path.read_text(errors="replace").splitlines():
+                m = _ACCESS.match(line)
+                if not m:
+                    continue
+                at = time.mktime(time.strptime(m.group(1)[:19], "%Y-%m-%d %H:%M:%S"))
+                if since <= at + int(m.group(1)[20:]) / 1000 <= until:
+                    values.append(float(m.group(2)))
+        if values:
+            out[stage] = {
+                "n": len(values),
+                "p50_ms": round(percentile(values, 50), 1),
+                "p95_ms": round(percentile(values, 95), 1),
+            }
+    return out
 
 
 def memory() -> dict[str, Any]:
@@ -754,6 +797,13 @@ def print_table(results: list[Result], mem: dict[int, dict[str, Any]]) -> None:
         print("".join(cells))
     print("(serve latencies are per call; http: per request from its scheduled time; "
           "other CPU: cores used by processes outside this run)")  # fmt: skip
+    for r in results:
+        if r.phase == "http" and r.extra.get("stages"):
+            stages = ", ".join(
+                f"{k} {v['p50_ms']}/{v['p95_ms']}" for k, v in r.extra["stages"].items()
+            )
+            print(f"http threads={r.threads}, ms in each hop and the ones after it "
+                  f"(p50/p95): {stages}")  # fmt: skip
     for threads, groups in mem.items():
         parts = [f"{g}: {v['rss_mb']} MB RSS ({v['pss_mb']} MB PSS)" for g, v in groups.items()]
         print(f"memory, threads={threads}: " + "; ".join(parts))

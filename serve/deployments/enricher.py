@@ -18,16 +18,18 @@ from serve.options import AppArgs
 
 # Concurrent callers' messages are analyzed together: one prepare/finish hop to a worker
 # thread and one Encoder request per batch instead of per call. A long request is cut in
-# parts of this size; the wait is short next to one encoder pass (docs/benchmarks.md).
+# parts of this size; the wait is short next to one encoder pass. Several batches are in
+# flight so that one is prepared while another waits for the Encoder (docs/benchmarks.md).
 MAX_BATCH_MESSAGES = 64
 BATCH_WAIT_S = 0.002
+CONCURRENT_BATCHES = 4
 
 
 def _messages_in(items: list[list[AnalyzeRequest]]) -> int:
     return sum(len(requests) for requests in items)
 
 
-@serve.deployment(name="Enricher", max_ongoing_requests=64)
+@serve.deployment(name="Enricher", max_ongoing_requests=MAX_BATCH_MESSAGES * CONCURRENT_BATCHES)
 class EnricherDeployment:
     def __init__(self, encoder: DeploymentHandle[Any], args: AppArgs) -> None:
         settings = args.settings()
@@ -62,6 +64,7 @@ class EnricherDeployment:
     @serve.batch(
         max_batch_size=MAX_BATCH_MESSAGES,
         batch_wait_timeout_s=BATCH_WAIT_S,
+        max_concurrent_batches=CONCURRENT_BATCHES,
         batch_size_fn=_messages_in,
     )
     async def _batched(self, items: list[list[AnalyzeRequest]]) -> list[list[Analysis]]:
