@@ -85,26 +85,38 @@ ALL_PHASES = ("raw", "naive", "prepare", "serve", "http", "memory")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=(__doc__ or "").split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Figures and how to read them: docs/benchmarks.md (Enrichment on Ray Serve).",
     )
-    p.add_argument("--duration", type=float, default=20.0, help="seconds measured per phase")
-    p.add_argument("--warmup", type=float, default=3.0, help="seconds run before each phase")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds per phase (20)")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds before each phase (3)")
+    p.add_argument("--quick", action="store_true", help="6 s phases, no waiting for quiet")
+    p.add_argument("--threads", default="1,2", help="encoder threads to compare (1,2)")
     p.add_argument(
-        "--quick", action="store_true", help="short phases, no waiting for a quiet machine"
+        "--phases", default=",".join(ALL_PHASES), help=f"subset of {','.join(ALL_PHASES)}"
     )
-    p.add_argument("--threads", default="1,2", help="encoder intra-op thread counts to compare")
-    p.add_argument("--phases", default=",".join(ALL_PHASES), help="subset of the phases")
-    p.add_argument("--encoder", default=None, help="encoder kind (default: the settings')")
-    p.add_argument("--callers", type=int, default=16, help="concurrent Enricher callers")
-    p.add_argument("--per-call", type=int, default=8, help="messages per Enricher call")
-    p.add_argument("--rate", type=float, default=20.0, help="HTTP requests/s (open loop)")
-    p.add_argument("--models-dir", type=Path, default=None, help="built models (never rebuilt)")
-    p.add_argument("--wait-load", type=float, default=2.0, help="1-minute load to wait for")
+    p.add_argument("--encoder", default=None, help="encoder kind (the settings': e5-onnx)")
+    p.add_argument("--callers", type=int, default=16, help="concurrent Enricher callers (16)")
+    p.add_argument("--per-call", type=int, default=8, help="messages per Enricher call (8)")
+    p.add_argument("--rate", type=float, default=20.0, help="HTTP requests/s, open loop (20)")
+    p.add_argument(
+        "--models-dir",
+        type=Path,
+        default=None,
+        help="built models, never rebuilt ($RELAYDESK_TEST_MODELS_CACHE, else the data dir's)",
+    )
+    p.add_argument("--wait-load", type=float, default=2.0, help="1-minute load to wait for (2)")
     p.add_argument(
         "--wait-max",
         type=float,
         default=None,
-        help="seconds to wait for it (0: do not wait; default 1200, 0 with --quick)",
+        help="seconds to wait for it before starting (1200; 0 with --quick)",
+    )
+    p.add_argument(
+        "--wait-phase",
+        type=float,
+        default=None,
+        help="before each phase, seconds to wait for other processes to use < 0.3 cores "
+        "(90; 0 with --quick)",
     )
     p.add_argument(
         "--app-arg",
@@ -118,17 +130,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="environment of the Ray processes (every replica, the proxy), e.g. Serve flags",
+        help="environment of every Ray process (replicas, proxy), e.g. Serve's flags",
     )
+    p.add_argument("--seed", type=int, default=7, help="text order and HTTP arrivals (7)")
     p.add_argument(
-        "--wait-phase",
-        type=float,
-        default=None,
-        help="before each phase, seconds to wait for other processes to use < 0.3 cores "
-        "(default 90, 0 with --quick)",
+        "--results", type=Path, default=REPO / "bench" / "results", help="JSON output folder"
     )
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--results", type=Path, default=REPO / "bench" / "results")
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = p.parse_args(argv)
     if args.quick:
