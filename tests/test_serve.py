@@ -5,12 +5,14 @@ odd input, and `relaydesk up` stopping cleanly on Ctrl-C."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,10 +78,17 @@ def app(
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(AppArgs(data_dir=str(data_dir))), name=APP_NAME, route_prefix="/")
-        yield App(f"http://127.0.0.1:{port}", key)
+        running = App(f"http://127.0.0.1:{port}", key)
+        yield running
+        running.http.close()
     finally:
         serve.shutdown()
         ray.shutdown()
+        # Ray's client sockets are closed by the garbage collector: collect them here, not
+        # inside a later test where the warning would be blamed on it.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
 
 
 def test_analyze_over_http(app: App) -> None:
