@@ -5,14 +5,12 @@ odd input, and `relaydesk up` stopping cleanly on Ctrl-C."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,13 +65,14 @@ class App:
 
 @pytest.fixture(scope="module")
 def app(
-    tmp_path_factory: pytest.TempPathFactory, models_cache: Path, analyzer: Analyzer
+    tmp_path_factory: pytest.TempPathFactory,
+    models_cache: Path,
+    analyzer: Analyzer,
+    ray_session: None,
 ) -> Iterator[App]:
     # `analyzer` makes sure the encoder and its heads are built in the models cache: the
     # replicas refuse to build.
     data_dir, key = embedded_data_dir(tmp_path_factory.mktemp("serve") / "data", models_cache)
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     port = free_port()
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -83,12 +82,6 @@ def app(
         running.http.close()
     finally:
         serve.shutdown()
-        ray.shutdown()
-        # Ray's client sockets are closed by the garbage collector: collect them here, not
-        # inside a later test where the warning would be blamed on it.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            gc.collect()
 
 
 def test_analyze_over_http(app: App) -> None:
