@@ -235,9 +235,11 @@ class CalibratedHead:
     def fingerprint(self) -> str:
         """A short digest of the weights and temperature: which head produced a feature."""
         digest = hashlib.sha256(json.dumps([self.task, self.labels, self.temperature]).encode())
-        maps = list(self.feature_map.arrays().values()) if self.feature_map else []
-        for array in (self.coef, self.intercept, self.mean, self.scale, *maps):
+        for array in (self.coef, self.intercept, self.mean, self.scale):
             digest.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
+        if self.feature_map is not None:
+            for kernel_array in self.feature_map.arrays().values():
+                digest.update(np.ascontiguousarray(kernel_array).tobytes())
         return digest.hexdigest()[:16]
 
     @property
@@ -287,10 +289,14 @@ class CalibratedHead:
             "scale": self.scale,
             **{EXTRA + name: array for name, array in self.arrays.items()},
         }
-        if self.feature_map is not None:
-            arrays |= {FEATURE_MAP + k: v for k, v in self.feature_map.arrays().items()}
+        maps = self.feature_map.arrays() if self.feature_map is not None else {}
         with (folder / WEIGHTS_NPZ).open("wb") as fh:
-            np.savez(fh, allow_pickle=False, **arrays)
+            np.savez(
+                fh,
+                allow_pickle=False,
+                **arrays,
+                **{FEATURE_MAP + k: v for k, v in maps.items()},
+            )
         meta: dict[str, Any] = {
             "format": FORMAT_VERSION if self.feature_map is None else FORMAT_WITH_FEATURE_MAP,
             "task": self.task,
@@ -320,11 +326,16 @@ class CalibratedHead:
                 "or load the encoder it was trained on"
             )
         with np.load(folder / WEIGHTS_NPZ, allow_pickle=False) as weights:
-            arrays = {k: np.asarray(weights[k], dtype=np.float32) for k in weights.files}
+            arrays = {
+                k: np.asarray(weights[k], dtype=np.float32)
+                for k in weights.files
+                if not k.startswith(FEATURE_MAP)
+            }
+            cut = len(FEATURE_MAP)
+            # the map keeps its own dtypes: K_mm^(-1/2) needs float64
+            maps = {k[cut:]: weights[k] for k in weights.files if k.startswith(FEATURE_MAP)}
         feature_map = None
         if "feature_map" in meta:
-            cut = len(FEATURE_MAP)
-            maps = {k[cut:]: v for k, v in arrays.items() if k.startswith(FEATURE_MAP)}
             feature_map = RbfFeatureMap.from_saved(meta["feature_map"], maps)
         return cls(
             task=str(meta["task"]),

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-F32Array = npt.NDArray[np.float32]
 F64Array = npt.NDArray[np.float64]
 
 KIND = "rbf-nystroem"
@@ -32,10 +31,11 @@ class RbfFeatureMap:
     """φ(x) of the module docstring; `input_dim` embedding columns in, `dim` features out."""
 
     gamma: float
-    mean: F32Array
-    scale: F32Array
-    landmarks: F32Array
-    normalization: F32Array
+    # float64 throughout: K_mm^(-1/2) amplifies any rounding of the landmarks
+    mean: F64Array
+    scale: F64Array
+    landmarks: F64Array
+    normalization: F64Array
 
     @classmethod
     def fit(
@@ -63,10 +63,10 @@ class RbfFeatureMap:
         ).fit(z)
         return cls(
             gamma=per_dim,
-            mean=mean.astype(np.float32),
-            scale=scale.astype(np.float32),
-            landmarks=np.asarray(nystroem.components_, dtype=np.float32),
-            normalization=np.asarray(nystroem.normalization_, dtype=np.float32),
+            mean=mean,
+            scale=scale,
+            landmarks=np.asarray(nystroem.components_, dtype=np.float64),
+            normalization=np.asarray(nystroem.normalization_, dtype=np.float64),
         )
 
     @property
@@ -80,24 +80,30 @@ class RbfFeatureMap:
     def transform(self, features: npt.NDArray[np.floating[Any]]) -> F64Array:
         """(n, input_dim) embeddings -> (n, dim) kernel features."""
         z = (np.asarray(features, dtype=np.float64) - self.mean) / self.scale
-        landmarks = self.landmarks.astype(np.float64)
+        landmarks = self.landmarks
         # ‖z - l‖² = ‖z‖² + ‖l‖² - 2 z·l, clipped at 0 against rounding
         sq = (z * z).sum(axis=1)[:, None] + (landmarks * landmarks).sum(axis=1)[None, :]
         sq = np.maximum(sq - 2.0 * z @ landmarks.T, 0.0)
-        out: F64Array = np.exp(-self.gamma * sq) @ self.normalization.T.astype(np.float64)
+        out: F64Array = np.exp(-self.gamma * sq) @ self.normalization.T
         return out
 
     def describe(self) -> dict[str, Any]:
         """What `head.json` records about the map (the arrays go to the weights file)."""
         return {"kind": KIND, "gamma": self.gamma, "n_components": self.dim}
 
-    def arrays(self) -> dict[str, F32Array]:
+    def arrays(self) -> dict[str, F64Array]:
         return {name: getattr(self, name) for name in ARRAY_NAMES}
 
     @classmethod
-    def from_saved(cls, meta: dict[str, Any], arrays: dict[str, F32Array]) -> RbfFeatureMap:
+    def from_saved(cls, meta: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> RbfFeatureMap:
         if meta.get("kind") != KIND:
             raise ValueError(f"unknown feature map {meta.get('kind')!r}")
         if missing := [name for name in ARRAY_NAMES if name not in arrays]:
             raise ValueError(f"feature map arrays missing: {missing}")
-        return cls(gamma=float(meta["gamma"]), **{name: arrays[name] for name in ARRAY_NAMES})
+        return cls(
+            gamma=float(meta["gamma"]),
+            mean=np.asarray(arrays["mean"], dtype=np.float64),
+            scale=np.asarray(arrays["scale"], dtype=np.float64),
+            landmarks=np.asarray(arrays["landmarks"], dtype=np.float64),
+            normalization=np.asarray(arrays["normalization"], dtype=np.float64),
+        )

@@ -9,6 +9,8 @@ from training.eval.context import EvalContext
 from training.eval.registry import Check, Figures, checks_of, checks_table, section
 
 ACCURACY_TARGET = 0.80
+# measured while choosing the design (models/category.py), on a stratified fifth of train.csv
+VALIDATION = {"stacked": 0.839, "tfidf": 0.823}
 
 
 def render_category(f: Figures) -> str:
@@ -41,7 +43,13 @@ def render_category(f: Figures) -> str:
             f"| {label} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} |"
             f" {c['support']} |"
         )
+    gain = 100 * (m["accuracy"] - b["accuracy"])
     lines += [
+        "",
+        f"The stacked model is {gain:+.1f} accuracy points from the baseline on the test set;"
+        f" on a validation fifth of train (where the design was chosen) it was"
+        f" {100 * (VALIDATION['stacked'] - VALIDATION['tfidf']):+.1f}"
+        f" ({VALIDATION['stacked']:.3f} against {VALIDATION['tfidf']:.3f}).",
         "",
         "Limitations: English US-finance complaints, long narratives (median 755 characters);"
         " the e5 part reads the first 512 tokens. The classes overlap by nature (credit"
