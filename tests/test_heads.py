@@ -339,7 +339,7 @@ def test_held_out_quality_floors(e5_evaluation: dict[str, Any]) -> None:
     assert min(g["macro_f1"] for g in intent["per_group"].values()) >= 0.70
     assert intent["ece"] <= 0.06  # target 0.05, measured 0.031
     tweets = e5_evaluation["sentiment_tweets"]
-    assert tweets["accuracy"] >= 0.71  # target 0.76, not met: measured 0.731 (docs/models.md)
+    assert tweets["accuracy"] >= 0.71  # target 0.76, not met: measured 0.734 (docs/models.md)
     assert tweets["ece"] <= 0.06
     assert e5_evaluation["sentiment_support"]["ece"] <= 0.06
     assert tweets["lexicon_baseline_accuracy"] >= 0.80  # the baseline is computed, not stubbed

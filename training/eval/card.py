@@ -43,8 +43,9 @@ def _calibration(figures: dict[str, dict[str, Any]]) -> list[str]:
         f"Expected calibration error: top-label confidence in {ECE_BINS} equal-width bins,"
         " Σ (bin share) · |accuracy - mean confidence|. The heads are calibrated by one"
         " temperature fitted on a validation split of their training data (minimum"
-        " negative log-likelihood); the category model the same way on out-of-fold"
-        " scores; churn by Platt scaling on inner folds (its Brier score is in its section).",
+        " negative log-likelihood); the category model by its combiner, a logistic"
+        " regression fitted on out-of-fold scores; churn by Platt scaling on inner folds"
+        " (its Brier score is in its section). The TF-IDF baseline is not calibrated.",
         "",
         "| model | test set | ECE | target |",
         "|---|---|---|---|",
@@ -65,7 +66,8 @@ def render_card(figures: dict[str, dict[str, Any]], run: dict[str, Any]) -> str:
         " sets are never used for training or for choosing anything.",
         "",
         f"- Run: {run['finished']} on {run['machine']}, {run['seconds']:.0f} s"
-        f" ({'; '.join(f'{k} {v:.0f} s' for k, v in run['section_seconds'].items())}).",
+        f" ({'; '.join(f'{k} {v:.0f} s' for k, v in run['section_seconds'].items())};"
+        " the first heads section trains all three heads).",
         f"- Encoder: {run['encoder']}.",
         f"- Mode: {run['mode']}.",
     ]
