@@ -37,6 +37,15 @@ def _mount_models() -> None:
 
 _mount_models()
 
+
+def _mount_eval() -> None:
+    from training.eval.cli import eval_command
+
+    app.command("eval")(eval_command)
+
+
+_mount_eval()
+
 T = TypeVar("T")
 
 
