@@ -129,13 +129,17 @@ class EventRecorder:
         payload: dict[str, Any],
         key: uuid.UUID | None = None,
         first: bool = False,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
     ) -> EventRecord:
         """Append an event. `first=True` says the aggregate was created in this transaction,
-        so it has no events yet and the version query can be skipped."""
+        so it has no events yet and the version query can be skipped. `correlation_id` and
+        `causation_id` override the context's (a consumer reacting to another event)."""
         if first:
             self._versions.setdefault((aggregate_type, aggregate_id), 0)
         version = await self._next_version(aggregate_type, aggregate_id)
-        causation = str(self._last.id) if self._last is not None else None
+        causation = causation_id or (str(self._last.id) if self._last is not None else None)
+        correlation = correlation_id or self.context.correlation_id
         row = EventRecord(
             id=uuid7(),
             tenant_id=tenant_id,
@@ -144,7 +148,7 @@ class EventRecorder:
             aggregate_version=version,
             event_type=event.value,
             payload=payload,
-            correlation_id=self.context.correlation_id,
+            correlation_id=correlation,
             causation_id=causation,
             actor_type=self.context.actor_type,
             actor_id=self.context.actor_id,
