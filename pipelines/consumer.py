@@ -19,6 +19,7 @@ the `EnrichmentHandler`, offsets committed only after the batch's transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -84,6 +85,8 @@ class EnrichmentConsumer:
         self._inflight: set[asyncio.Task[None]] = set()
         self._last: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._loop_done = asyncio.Event()
+        self._loop_done.set()
         self._failure: BaseException | None = None
 
     # ---------------------------------------------------------------------- lifecycle
@@ -113,6 +116,16 @@ class EnrichmentConsumer:
     async def run(self) -> None:
         """Consume until `stop()`; raises what made it stop otherwise."""
         assert self._consumer is not None, "start() first"
+        self._loop_done.clear()
+        try:
+            await self._loop()
+        finally:
+            self._loop_done.set()
+        await self.drain()
+        if self._failure is not None:
+            raise self._failure
+
+    async def _loop(self) -> None:
         while not self._stopping.is_set():
             await self._slots.acquire()
             try:
@@ -127,13 +140,13 @@ class EnrichmentConsumer:
             self._last = task
             self._inflight.add(task)
             task.add_done_callback(self._finished)
-        await self.drain()
-        if self._failure is not None:
-            raise self._failure
 
     async def stop(self) -> None:
         """Finish in-flight batches, commit, leave the group (its partitions move at once)."""
         self._stopping.set()
+        # The fetch loop ends within one poll; then nothing new is taken.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._loop_done.wait(), FIRST_POLL_MS / 1000 * 5)
         await self.drain()
         if self._consumer is not None:
             await self._consumer.stop()

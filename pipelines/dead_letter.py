@@ -18,7 +18,7 @@ from core.db.engine import create_engine, create_sessionmaker
 from core.domain.analyses import MessageAnalysis
 from core.settings import Settings
 from pipelines.schemas import DeadLetter, InvalidPayload, NotAMessageEvent, decode_message_event
-from pipelines.topics import Topics
+from pipelines.topics import Topics, partitions_of
 
 # Reasons worth retrying by default: the payload was fine, the models or database were not.
 RETRYABLE = ("enrichment_failed", "write_failed")
@@ -70,6 +70,7 @@ class Entry:
 async def read_dead_letters(settings: Settings, *, timeout_s: float = 10.0) -> list[Entry]:
     """Every record on the dead-letter topic, oldest first per partition."""
     topics = Topics.of(settings)
+    partitions = await partitions_of(settings.kafka.bootstrap_servers, topics.dead_letter)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka.bootstrap_servers,
         group_id=None,
@@ -78,11 +79,7 @@ async def read_dead_letters(settings: Settings, *, timeout_s: float = 10.0) -> l
     )
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topics.dead_letter)
-        if not partitions:
-            await consumer.topics()  # refresh metadata once
-            partitions = consumer.partitions_for_topic(topics.dead_letter) or set()
-        tps = [TopicPartition(topics.dead_letter, p) for p in sorted(partitions)]
+        tps = [TopicPartition(topics.dead_letter, p) for p in partitions]
         if not tps:
             return []
         consumer.assign(tps)

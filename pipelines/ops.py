@@ -34,7 +34,7 @@ from pipelines.stats import (
     merge_snapshots,
     summarize,
 )
-from pipelines.topics import Topics
+from pipelines.topics import Topics, partitions_of
 
 logger = logging.getLogger(__name__)
 
@@ -57,17 +57,14 @@ async def consumer_lag(settings: Settings) -> list[PartitionLag]:
 
     topics = Topics.of(settings)
     bootstrap = settings.kafka.bootstrap_servers
+    partitions = await partitions_of(bootstrap, topics.received)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await admin.start()
     try:
         committed = await admin.list_consumer_group_offsets(topics.group)
+        tps = [TopicPartition(topics.received, p) for p in partitions]
         await consumer.start()
-        partitions = consumer.partitions_for_topic(topics.received)
-        if not partitions:
-            await consumer.topics()
-            partitions = consumer.partitions_for_topic(topics.received) or set()
-        tps = [TopicPartition(topics.received, p) for p in sorted(partitions)]
         ends = await consumer.end_offsets(tps) if tps else {}
         starts = await consumer.beginning_offsets(tps) if tps else {}
     finally:

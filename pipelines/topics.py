@@ -36,3 +36,21 @@ class Topics:
 
     def all(self) -> list[str]:
         return [self.name(topic) for topic in Topic]
+
+
+async def partitions_of(bootstrap_servers: str, topic: str) -> list[int]:
+    """The topic's partition numbers; none if it does not exist."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(
+        p["partition"]
+        for t in described
+        if t["topic"] == topic and t["error_code"] == 0
+        for p in t["partitions"]
+    )

@@ -53,8 +53,13 @@ def stub_analysis(text: str, version: str) -> Analysis:
 
 class StubModels:
     def __init__(
-        self, version: str = "v1", delay_s: float = 0.0, calls_file: str | None = None
+        self,
+        version: str = "v1",
+        delay_s: float = 0.0,
+        calls_file: str | None = None,
+        fails: bool = True,
     ) -> None:
+        self.fails = fails
         self.version = version
         self.delay_s = delay_s
         self.calls_file = calls_file
@@ -68,7 +73,7 @@ class StubModels:
             await asyncio.to_thread(_append, Path(self.calls_file), line)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        if any(FAIL in t for t in texts):
+        if self.fails and any(FAIL in t for t in texts):
             raise RuntimeError("the model could not read this message")
         return [stub_analysis(t, self.version) for t in texts]
 
@@ -91,9 +96,10 @@ class StubModelsFactory:
     version: str = "v1"
     delay_s: float = 0.0
     calls_file: str | None = None
+    fails: bool = True
 
     def __call__(self) -> StubModels:
-        return StubModels(self.version, self.delay_s, self.calls_file)
+        return StubModels(self.version, self.delay_s, self.calls_file, self.fails)
 
 
 def read_calls(path: Path) -> list[dict[str, object]]:
