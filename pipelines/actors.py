@@ -40,6 +40,12 @@ STATUS_TIMEOUT_S = 30.0
 CHECK_INTERVAL_S = 1.0
 
 
+def _quiet_logs() -> None:
+    # The pipeline's own lines at INFO; aiokafka's group chatter only when it matters.
+    logging.basicConfig(level=logging.INFO)
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
 class ModelsFactory(Protocol):
     def __call__(self) -> Analyze: ...
 
@@ -86,7 +92,7 @@ class ConsumerActor:
     """One `EnrichmentConsumer`, running from `start()` until `stop()` or a failure."""
 
     def __init__(self, settings: Settings, name: str, models: ModelsFactory) -> None:
-        logging.basicConfig(level=logging.INFO)
+        _quiet_logs()
         self.name = name
         self.consumer = EnrichmentConsumer(settings, models(), name=name)
         self._task: asyncio.Task[None] | None = None
@@ -137,7 +143,7 @@ class PipelineSupervisor:
     lost node) or whose consumer stopped; scales the pool up and down."""
 
     def __init__(self, settings: Settings, models: ModelsFactory, consumers: int) -> None:
-        logging.basicConfig(level=logging.INFO)
+        _quiet_logs()
         self.settings = settings
         self.models = models
         self.target = consumers

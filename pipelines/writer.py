@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import core.db.models  # noqa: F401 - every table, so foreign keys resolve in a bare worker
 from core.db.engine import dialect_name
 from core.db.types import utcnow, uuid7
 from core.domain.analyses import ConversationInsight, MessageAnalysis

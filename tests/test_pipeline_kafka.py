@@ -41,6 +41,7 @@ FAST = {
     "batch_max_wait_ms": 20,
     "retry_backoff_ms": 10,
     "max_attempts": 2,
+    "batch_max_messages": 8,
 }
 
 
@@ -93,12 +94,14 @@ async def consuming(
         await asyncio.wait_for(task, 30)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 30) -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout_s: float = 30, every_s: float = 0.2
+) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while asyncio.get_running_loop().time() < deadline:
         if await check():
             return
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(every_s)
     pytest.fail(f"not true within {timeout_s} s")
 
 
