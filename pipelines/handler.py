@@ -194,19 +194,25 @@ class EnrichmentHandler:
 
     # -------------------------------------------------------------------------- write
     async def write(
-        self, enriched: list[Enriched], outcome: Outcome, *, source: str = "pipeline"
+        self,
+        enriched: list[Enriched],
+        outcome: Outcome,
+        *,
+        source: str = "pipeline",
+        effects: bool = True,
     ) -> None:
-        """Write `enriched` in one transaction, into `outcome`."""
+        """Write `enriched` in one transaction, into `outcome` (`effects=False`: the
+        analysis rows only, see `writer.write_batch`)."""
         if not enriched:
             return
         try:
-            result = await self._write_retrying(enriched, source)
+            result = await self._write_retrying(enriched, source, effects)
         except Exception as exc:
             logger.warning("batch write refused (%s); writing one by one", exc)
             result = WriteResult()
             for one in enriched:
                 try:
-                    part = await self._write_retrying([one], source)
+                    part = await self._write_retrying([one], source, effects)
                 except Exception as single:
                     outcome.failed.append(
                         Failure(one.item, "write_failed", f"{type(single).__name__}: {single}", 1)
@@ -219,11 +225,13 @@ class EnrichmentHandler:
             for item in result.missing
         )
 
-    async def _write_retrying(self, enriched: list[Enriched], source: str) -> WriteResult:
+    async def _write_retrying(
+        self, enriched: list[Enriched], source: str, effects: bool
+    ) -> WriteResult:
         delay = max(self.settings.retry_backoff_ms / 1000, 0.05)
         while True:
             try:
-                return await write_batch(self.sessions, enriched, source=source)
+                return await write_batch(self.sessions, enriched, source=source, effects=effects)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

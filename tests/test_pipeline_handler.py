@@ -290,3 +290,71 @@ async def test_embedded_catch_up_enriches_messages_stored_while_it_was_down(
     assert await count(backend, analyses_of(tenant)) == 3
     assert await pipeline.backfill(uuid.UUID(tenant.id)) == 0  # nothing left
     await asyncio.sleep(0)
+
+
+async def test_replay_after_a_model_change_adds_rows_and_keeps_the_old(
+    tenant: TenantCtx, other_tenant: TenantCtx
+) -> None:
+    from datetime import timedelta
+
+    from core.db.types import utcnow
+    from pipelines.replay import replay
+
+    backend = tenant.backend
+    since = utcnow() - timedelta(seconds=1)
+    texts = ["Where is my order?", "refund please", "hello"]
+    for text in texts:
+        posted = await inbound(tenant, external_id="re", text=text)
+    await inbound(other_tenant, external_id="re", text="hello from elsewhere")
+    await handler_for(backend, StubModels("v1")).handle(await work_items(tenant))
+    sessions = backend.runtime.sessions
+    settings = PipelineSettings()
+    tenant_id = uuid.UUID(tenant.id)
+
+    dry = await replay(
+        sessions, StubModels("v2"), settings, since=since, tenant_id=tenant_id, dry_run=True
+    )
+    assert dry.messages == 3
+    assert dry.written == 3
+    assert len(dry.before) == 1
+    assert await count(backend, analyses_of(tenant)) == 3  # a dry run writes nothing
+
+    seen: list[tuple[int, int]] = []
+    done = await replay(
+        sessions,
+        StubModels("v2"),
+        settings,
+        since=since,
+        tenant_id=tenant_id,
+        batch_size=2,
+        progress=lambda n, total: seen.append((n, total)),
+    )
+    assert done.written == 3
+    assert done.failed == 0
+    assert done.model_version is not None
+    assert done.model_version not in dry.before
+    assert done.written_by_version == {done.model_version: 3}
+    assert seen == [(2, 3), (3, 3)]
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                select(MessageAnalysis.model_version, MessageAnalysis.source, func.count())
+                .where(MessageAnalysis.tenant_id == tenant_id)
+                .group_by(MessageAnalysis.model_version, MessageAnalysis.source)
+            )
+        ).all()
+    assert sorted((source, n) for _, source, n in rows) == [("pipeline", 3), ("replay", 3)]
+    # the other tenant was left alone, and reads show the newest analysis
+    assert await count(backend, analyses_of(other_tenant)) == 0
+    detail = expect(
+        await tenant.client.get(
+            f"/v1/conversations/{posted['conversation_id']}", headers=tenant.agent.headers
+        ),
+        200,
+    )
+    assert {m["analysis"]["model_version"] for m in detail["messages"]} == {done.model_version}
+    assert detail["messages"][0]["analysis"]["encoder_version"] == "stub-encoder-v2"
+
+    again = await replay(sessions, StubModels("v2"), settings, since=since, tenant_id=tenant_id)
+    assert again.written == 0
+    assert again.unchanged == 3

@@ -35,7 +35,14 @@ def _mount_models() -> None:
     app.add_typer(models_app, name="models", help="Build and inspect RelayDesk's models.")
 
 
+def _mount_pipeline() -> None:
+    from pipelines.cli import app as pipeline_app
+
+    app.add_typer(pipeline_app, name="pipeline", help="The Kafka enrichment pipeline.")
+
+
 _mount_models()
+_mount_pipeline()
 
 T = TypeVar("T")
 
