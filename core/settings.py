@@ -56,6 +56,8 @@ class PipelineSettings(BaseModel):
     # Enrichment attempts per batch (then per message) before a message is dead-lettered.
     max_attempts: int = Field(default=3, ge=1, le=20)
     retry_backoff_ms: int = Field(default=200, ge=0, le=60_000)
+    # Embedded mode: on start, enrich stored messages that have no analysis yet.
+    catch_up_on_start: bool = True
     # A consumer that stops heartbeating (killed) loses its partitions after this long.
     session_timeout_ms: int = Field(default=10_000, ge=1000, le=300_000)
 

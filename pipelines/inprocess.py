@@ -83,6 +83,7 @@ async def start_in_process(
             runtime.models,
             bus=runtime.bus,
             on_written=runtime.relay.notify,
+            catch_up=settings.pipeline.catch_up_on_start,
         )
         embedded.start()
         return embedded

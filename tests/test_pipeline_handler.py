@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
 from core.domain.analyses import ConversationInsight, MessageAnalysis
 from core.domain.tickets import Ticket
-from core.events.bus import BusMessage
+from core.events.bus import BusMessage, InMemoryEventBus
+from core.events.relay import OutboxRelay
 from core.events.store import EventRecord, OutboxRecord
+from core.runtime import Runtime
 from core.settings import PipelineSettings
 from pipelines.embedded import EmbeddedPipeline
 from pipelines.handler import EnrichmentHandler
@@ -28,6 +31,9 @@ from pipelines.schemas import (
 from tests.conftest import serving
 from tests.factories import Backend, TenantCtx, create_ticket, expect, inbound, make_tenant
 from tests.pipeline_doubles import FAIL, StubModels
+
+if TYPE_CHECKING:
+    from models.analyzer import Analyzer
 
 
 async def _no_sleep(_seconds: float) -> None:
@@ -358,3 +364,64 @@ async def test_replay_after_a_model_change_adds_rows_and_keeps_the_old(
     again = await replay(sessions, StubModels("v2"), settings, since=since, tenant_id=tenant_id)
     assert again.written == 0
     assert again.unchanged == 3
+
+
+async def test_the_app_enriches_in_process_and_reports_it(
+    backend: Backend, tenant: TenantCtx, analyzer: Analyzer
+) -> None:
+    """What `relaydesk up` runs without Kafka (the Serve ingress, or uvicorn): the app's
+    lifespan starts the subscriber on its bus, here with the real models."""
+    from api.app import create_app
+    from models.local import LocalModels
+
+    # No catch-up, and earlier tests' events marked sent: the session's database holds
+    # every earlier test's messages, which are not this test's business.
+    await OutboxRelay(backend.runtime.sessions, InMemoryEventBus()).drain()
+    settings = backend.settings.model_copy(
+        update={"pipeline": PipelineSettings(catch_up_on_start=False)}
+    )
+    runtime = Runtime.build(settings, models=LocalModels(analyzer))
+    app = create_app(runtime=runtime, enrichment="all")
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://relaydesk.test") as client,
+        ):
+            local = app.state.pipeline.local
+            assert isinstance(local, EmbeddedPipeline)
+            body = {
+                "channel_id": tenant.channel_id,
+                "customer": {"external_id": "lifespan-ai"},
+                "text": "I want a refund for the broken blender, order 5521",
+                "provider_message_id": uuid.uuid4().hex,
+            }
+            posted = expect(
+                await client.post("/v1/inbound", json=body, headers=tenant.key_headers), 201
+            )
+            url = f"/v1/conversations/{posted['conversation_id']}"
+            analysis = None
+            for _ in range(100):
+                detail = expect(await client.get(url, headers=tenant.agent.headers), 200)
+                analysis = detail["messages"][0]["analysis"]
+                if analysis is not None:
+                    break
+                await asyncio.sleep(0.1)
+            summary = expect(
+                await client.get("/v1/ops/pipeline", headers=tenant.admin.headers), 200
+            )
+            forbidden = await client.get("/v1/ops/pipeline", headers=tenant.viewer.headers)
+            metrics = (await client.get("/metrics")).text
+    finally:
+        await runtime.close()
+    assert analysis is not None, "not analyzed within 10 s"
+    assert analysis["intent"] == "return_refund"
+    assert analysis["language"] == "en"
+    assert summary["mode"] == "embedded"
+    assert summary["consumers"][0]["name"] == "embedded"
+    assert summary["messages"] >= 1
+    assert summary["lag"]["partitions"] == []
+    assert summary["latency_s"]["p50"] is not None
+    assert forbidden.status_code == 403
+    assert "relaydesk_pipeline_messages_total" in metrics
+    assert "relaydesk_pipeline_end_to_end_latency_seconds_bucket" in metrics

@@ -198,7 +198,8 @@ def _up_uvicorn(settings: Settings, host: str, port: int) -> None:
     from api.app import create_app
 
     typer.echo(f"RelayDesk API on http://{host}:{port}  (OpenAPI: http://{host}:{port}/docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # The message pipeline runs in this process: in-process bus, or one Kafka consumer.
+    uvicorn.run(create_app(settings, enrichment="all"), host=host, port=port, log_level="info")
 
 
 def main() -> None:  # pragma: no cover - console entry point
