@@ -88,6 +88,8 @@ async def test_inbound_message_is_analyzed_by_serve_and_visible_within_10s(
     args = AppArgs(data_dir=str(data_dir))
     encoder = EncoderDeployment.options(ray_actor_options={"num_cpus": 1.0}).bind(args)  # type: ignore[attr-defined]
     enricher = EnricherDeployment.options(ray_actor_options={"num_cpus": 0.3}).bind(encoder, args)  # type: ignore[attr-defined]
+    # Handles only: no HTTP proxy (and no port taken).
+    serve.start(proxy_location="Disabled")
     serve.run(enricher, name="relaydesk", route_prefix=None)
     try:
         supervisor = pool_factory(env, ServeEnricher())
@@ -121,7 +123,7 @@ async def test_inbound_message_is_analyzed_by_serve_and_visible_within_10s(
         assert [c["alive"] for c in pool["consumers"]] == [True, True]
         assert pool["stats"]["messages"] == 1
     finally:
-        serve.delete("relaydesk")
+        serve.shutdown()  # type: ignore[no-untyped-call]
 
 
 async def test_killing_a_consumer_mid_batch_loses_nothing_and_applies_nothing_twice(

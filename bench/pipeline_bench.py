@@ -1,0 +1,586 @@
+"""Enrichment pipeline benchmark: Kafka → consumer actors → Serve Enricher/Encoder →
+PostgreSQL, on the real services and the real e5 int8 encoder.
+
+In one run:
+
+1. the encoder's raw ceiling: the `Encoder` deployment alone, fed 64 chat texts per call by
+   two concurrent callers (and the `Enricher` alone the same way: language, entities and
+   the heads on top of the encoder);
+2. chat backlog: N chat-length messages stored, their `message.received` events produced
+   to Kafka at once, timed until every analysis is committed (sustained throughput);
+3. latency: chat messages offered at a fixed rate (default 50/s), latency from each
+   record's Kafka timestamp to its analysis row (p50/p95/p99);
+4. email backlog: email-length messages, as in 2;
+5. memory (RSS) of the consumer actors, the supervisor and the Serve replicas; the load of
+   the machine during the run; the scale-out arithmetic for 1,000,000 messages/hour.
+
+    source <(scripts/services env)
+    .venv/bin/python bench/pipeline_bench.py            # 20,000 chat + 2,000 email
+    .venv/bin/python bench/pipeline_bench.py --quick    # 2,000 chat + 200 email, shorter
+
+The database is `relaydesk_bench_pipeline` on the server of `RELAYDESK_DEV_DATABASE_URL`
+(recreated each run); topics get a fresh prefix and are deleted afterwards. Results go to
+`bench/results/pipeline_bench-<time>.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from aiokafka import AIOKafkaProducer  # noqa: E402
+from sqlalchemy import func, insert, select, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
+
+from bench._corpus import TextGen  # noqa: E402
+from bench._load import percentile  # noqa: E402
+from core.db.engine import create_engine, create_sessionmaker  # noqa: E402
+from core.db.migrate import upgrade_async  # noqa: E402
+from core.db.types import utcnow, uuid7  # noqa: E402
+from core.domain.analyses import MessageAnalysis  # noqa: E402
+from core.domain.channels import Channel  # noqa: E402
+from core.domain.conversations import Conversation, Message  # noqa: E402
+from core.domain.customers import Customer  # noqa: E402
+from core.domain.tenancy import Tenant  # noqa: E402
+from core.settings import Settings  # noqa: E402
+
+MESSAGES_PER_HOUR_GOAL = 1_000_000
+CEILING_BATCH = 64
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--chat", type=int, default=20_000, help="chat messages in the backlog run")
+    p.add_argument("--email", type=int, default=2_000, help="email messages in their run")
+    p.add_argument("--rate", type=float, default=50.0, help="offered messages/s, latency run")
+    p.add_argument("--latency-seconds", type=float, default=60.0)
+    p.add_argument("--ceiling-seconds", type=float, default=20.0)
+    p.add_argument("--consumers", type=int, default=2)
+    p.add_argument("--batch", type=int, default=64, help="pipeline.batch_max_messages")
+    p.add_argument("--wait-ms", type=int, default=50, help="pipeline.batch_max_wait_ms")
+    p.add_argument("--inflight", type=int, default=2, help="pipeline.max_inflight_batches")
+    p.add_argument("--partitions", type=int, default=6)
+    p.add_argument("--quick", action="store_true", help="2,000 chat, 200 email, 20 s phases")
+    p.add_argument("--models-dir", type=Path, default=None)
+    p.add_argument("--seed", type=int, default=7)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.chat, args.email = min(args.chat, 2_000), min(args.email, 200)
+        args.latency_seconds = min(args.latency_seconds, 20.0)
+        args.ceiling_seconds = min(args.ceiling_seconds, 10.0)
+    return args
+
+
+# ----------------------------------------------------------------------------- machine
+def _busy_seconds() -> float:
+    first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in first[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _load() -> list[float]:
+    return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def _rss_by_role() -> dict[str, float]:
+    """MiB of resident memory per Ray role, read from the process titles Ray sets."""
+    roles = {
+        "consumer actors": "ray::ConsumerActor",
+        "supervisor": "ray::PipelineSupervisor",
+        "Encoder replica": "ray::ServeReplica:relaydesk:Encoder",
+        "Enricher replica": "ray::ServeReplica:relaydesk:Enricher",
+        "Serve controller": "ray::ServeController",
+    }
+    out = dict.fromkeys(roles, 0.0)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            status = (proc / "status").read_text()
+        except OSError:
+            continue
+        for role, prefix in roles.items():
+            if title.startswith(prefix):
+                rss_kb = next(
+                    int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")
+                )
+                out[role] += rss_kb / 1024
+    return {k: round(v, 1) for k, v in out.items()}
+
+
+# ---------------------------------------------------------------------------- database
+@dataclass
+class Thread:
+    conversation_id: uuid.UUID
+    customer_id: uuid.UUID
+
+
+@dataclass
+class Phase:
+    tenant_id: uuid.UUID
+    channel_id: uuid.UUID
+    threads: list[Thread]
+    sent: dict[uuid.UUID, float] = field(default_factory=dict)  # message id → Kafka ts (s)
+
+
+async def create_database(url: str) -> str:
+    """The bench database next to the dev database (recreated, migrated)."""
+    base = make_url(url)
+    bench = base.set(database="relaydesk_bench_pipeline")
+    admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text("DROP DATABASE IF EXISTS relaydesk_bench_pipeline WITH (FORCE)"))
+        await conn.execute(text("CREATE DATABASE relaydesk_bench_pipeline"))
+    await admin.dispose()
+    return bench.render_as_string(hide_password=False)
+
+
+async def seed_phase(sessions: Any, name: str, threads: int) -> Phase:
+    now = utcnow()
+    tenant_id, channel_id = uuid7(), uuid7()
+    async with sessions() as session, session.begin():
+        session.add(
+            Tenant(id=tenant_id, name=f"Bench {name}", slug=f"bench-{name}-{tenant_id.hex[:6]}")
+        )
+        await session.flush()
+        session.add(Channel(id=channel_id, tenant_id=tenant_id, type="api", name=name, config={}))
+        await session.flush()
+        made = [Thread(uuid7(), uuid7()) for _ in range(threads)]
+        await session.execute(
+            insert(Customer),
+            [
+                {
+                    "id": t.customer_id,
+                    "tenant_id": tenant_id,
+                    "name": f"c{i}",
+                    "attributes": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i, t in enumerate(made)
+            ],
+        )
+        await session.execute(
+            insert(Conversation),
+            [
+                {
+                    "id": t.conversation_id,
+                    "tenant_id": tenant_id,
+                    "customer_id": t.customer_id,
+                    "channel_id": channel_id,
+                    "subject": "bench",
+                    "tags": [],
+                    "status": "open",
+                    "priority": "normal",
+                    "message_count": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for t in made
+            ],
+        )
+    return Phase(tenant_id, channel_id, made)
+
+
+async def store_messages(
+    sessions: Any, phase: Phase, texts: list[str], start: int
+) -> list[dict[str, Any]]:
+    """Insert the messages (as the inbound path would have); returns their event data."""
+    now = utcnow()
+    rows, events = [], []
+    for i, body in enumerate(texts, start):
+        thread = phase.threads[i % len(phase.threads)]
+        message_id = uuid7()
+        rows.append(
+            {
+                "id": message_id,
+                "tenant_id": phase.tenant_id,
+                "conversation_id": thread.conversation_id,
+                "channel_id": phase.channel_id,
+                "direction": "inbound",
+                "sender_type": "customer",
+                "sender_id": thread.customer_id,
+                "text": body,
+                "content_type": "text",
+                "attachments": [],
+                "provider_message_id": f"b-{message_id.hex}",
+                "delivery_status": "received",
+                "metadata": {},
+                "sent_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        events.append(
+            {
+                "message_id": str(message_id),
+                "conversation_id": str(thread.conversation_id),
+                "customer_id": str(thread.customer_id),
+                "channel_id": str(phase.channel_id),
+                "direction": "inbound",
+                "sender_type": "customer",
+                "text": body,
+                "content_type": "text",
+                "sent_at": now.isoformat(),
+            }
+        )
+    async with sessions() as session, session.begin():
+        for chunk in range(0, len(rows), 1000):
+            await session.execute(insert(Message.__table__), rows[chunk : chunk + 1000])
+    return events
+
+
+def envelope(phase: Phase, data: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {
+            "schema_version": 1,
+            "event_id": str(uuid7()),
+            "event_type": "message.received",
+            "tenant_id": str(phase.tenant_id),
+            "aggregate_type": "conversation",
+            "aggregate_id": data["conversation_id"],
+            "aggregate_version": 1,
+            "occurred_at": utcnow().isoformat(),
+            "correlation_id": None,
+            "causation_id": None,
+            "data": data,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+async def produce(
+    producer: AIOKafkaProducer,
+    topic: str,
+    phase: Phase,
+    events: list[dict[str, Any]],
+    rate: float | None,
+) -> None:
+    """All at once (`rate` None), or paced at `rate` per second; records each Kafka ts."""
+    started = time.perf_counter()
+    futures = []
+    for i, data in enumerate(events):
+        if rate:
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        future = await producer.send(
+            topic, envelope(phase, data), key=data["conversation_id"].encode()
+        )
+        futures.append((uuid.UUID(data["message_id"]), future))
+    for message_id, future in futures:
+        metadata = await future
+        phase.sent[message_id] = metadata.timestamp / 1000
+
+
+async def wait_done(
+    sessions: Any, phase: Phase, total: int, timeout_s: float
+) -> list[tuple[float, int]]:
+    """(time, analyzed) samples until every message of the phase is analyzed."""
+    samples: list[tuple[float, int]] = []
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        async with sessions() as session:
+            done = int(
+                await session.scalar(
+                    select(func.count())
+                    .select_from(MessageAnalysis)
+                    .where(MessageAnalysis.tenant_id == phase.tenant_id)
+                )
+                or 0
+            )
+        samples.append((time.time(), done))
+        if done >= total:
+            return samples
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"{samples[-1][1]}/{total} analyzed after {timeout_s:.0f} s")
+
+
+async def latencies(sessions: Any, phase: Phase) -> list[float]:
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                select(MessageAnalysis.message_id, MessageAnalysis.created_at).where(
+                    MessageAnalysis.tenant_id == phase.tenant_id
+                )
+            )
+        ).all()
+    return [
+        row.created_at.timestamp() - phase.sent[row.message_id]
+        for row in rows
+        if row.message_id in phase.sent
+    ]
+
+
+def throughput(samples: list[tuple[float, int]], total: int, started: float) -> dict[str, float]:
+    """Overall (first record produced → last analysis) and steady (10% → 90% analyzed)."""
+    end = next(t for t, n in samples if n >= total)
+    t10 = next(t for t, n in samples if n >= 0.1 * total)
+    n10 = next(n for t, n in samples if t == t10)
+    t90 = next(t for t, n in samples if n >= 0.9 * total)
+    n90 = next(n for t, n in samples if t == t90)
+    steady = (n90 - n10) / (t90 - t10) if t90 > t10 else float("nan")
+    return {
+        "overall_per_s": round(total / (end - started), 1),
+        "steady_per_s": round(steady, 1),
+        "seconds": round(end - started, 1),
+    }
+
+
+# ------------------------------------------------------------------------------ texts
+def chat_texts(gen: TextGen, n: int) -> list[str]:
+    return [gen.inbound_text() for _ in range(n)]
+
+
+def email_texts(gen: TextGen, n: int) -> list[str]:
+    out = []
+    for _ in range(n):
+        lang, order = gen.language(), gen.order()
+        subject, first = gen.opening(lang, order)
+        body = " ".join([first] + [gen.customer(lang, order) for _ in range(6)])
+        quoted = "\n".join(f"> {gen.reply(lang, order)}" for _ in range(3))
+        out.append(
+            f"Subject: {subject}\n\n{body}\n\n{gen.name()}\nCustomer since 2019\n\n"
+            f"On Tue, support wrote:\n{quoted}"
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------- Ray
+def start_serve(models_dir: Path, work: Path) -> None:
+    import ray
+    from ray import serve
+
+    from serve.deployments.encoder import EncoderDeployment
+    from serve.deployments.enricher import EnricherDeployment
+    from serve.options import AppArgs
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    data_dir = work / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    link = data_dir / "models"
+    if not link.exists():
+        link.symlink_to(models_dir.resolve(), target_is_directory=True)
+    args = AppArgs(data_dir=str(data_dir))
+    encoder = EncoderDeployment.options(ray_actor_options={"num_cpus": args.encoder_cpus}).bind(
+        args
+    )
+    enricher = EnricherDeployment.options(ray_actor_options={"num_cpus": args.enricher_cpus}).bind(
+        encoder, args
+    )
+    serve.start(proxy_location="Disabled")
+    serve.run(enricher, name="relaydesk", route_prefix=None)
+
+
+async def ceiling(
+    deployment: str, texts: list[str], seconds: float, callers: int = 2
+) -> dict[str, float]:
+    """Messages/s of one deployment alone, `callers` concurrent callers of 64 texts each."""
+    from ray import serve
+
+    from models.service import AnalyzeRequest
+
+    handle = serve.get_deployment_handle(deployment, app_name="relaydesk")
+
+    async def call(batch: list[str]) -> None:
+        if deployment == "Encoder":
+            await handle.encode.remote(batch, "query")
+        else:
+            await handle.analyze.remote([AnalyzeRequest(text=t) for t in batch])
+
+    await call(texts[:CEILING_BATCH])  # warm
+    done = 0
+    busy0, wall0 = _busy_seconds(), time.perf_counter()
+
+    async def loop(offset: int) -> None:
+        nonlocal done
+        i = offset
+        while time.perf_counter() - wall0 < seconds:
+            batch = [texts[(i + k) % len(texts)] for k in range(CEILING_BATCH)]
+            await call(batch)
+            done += CEILING_BATCH
+            i += CEILING_BATCH * callers
+
+    await asyncio.gather(*(loop(c * CEILING_BATCH) for c in range(callers)))
+    wall = time.perf_counter() - wall0
+    return {
+        "per_s": round(done / wall, 1),
+        "machine_busy_cores": round((_busy_seconds() - busy0) / wall, 2),
+    }
+
+
+# ------------------------------------------------------------------------------- main
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    from core.events.bus import ensure_topics
+    from pipelines.actors import ServeEnricher, start_pool, stop_pool
+    from pipelines.topics import Topics
+
+    dev = os.environ.get("RELAYDESK_DEV_DATABASE_URL") or os.environ["RELAYDESK_TEST_DATABASE_URL"]
+    kafka = (
+        os.environ.get("RELAYDESK_TEST_KAFKA_BOOTSTRAP")
+        or os.environ["RELAYDESK_KAFKA_BOOTSTRAP_SERVERS"]
+    )
+    models_dir = args.models_dir or Path(
+        os.environ.get("RELAYDESK_TEST_MODELS_CACHE", REPO / ".relaydesk" / "models")
+    )
+    work = REPO / ".relaydesk" / "pipeline-bench"
+    prefix = f"bench-{uuid.uuid4().hex[:8]}."
+    settings = Settings(
+        database_url=await create_database(dev),
+        kafka_bootstrap_servers=kafka,
+        jwt_secret="b" * 32,
+        data_dir=work / "data",
+        kafka={"topic_prefix": prefix, "partitions": args.partitions},
+        pipeline={
+            "consumers": args.consumers,
+            "batch_max_messages": args.batch,
+            "batch_max_wait_ms": args.wait_ms,
+            "max_inflight_batches": args.inflight,
+        },
+    )
+    await upgrade_async(settings)
+    engine = create_engine(settings)
+    sessions = create_sessionmaker(engine)
+    gen = TextGen(random.Random(args.seed))
+    report: dict[str, Any] = {
+        "started": datetime.now(UTC).isoformat(),
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "load_before": _load(),
+        "cpus": os.cpu_count(),
+    }
+    busy0, wall0 = _busy_seconds(), time.time()
+    topics = Topics.of(settings)
+    await ensure_topics(kafka, topics.all(), partitions=args.partitions)
+    print(f"starting Ray and Serve (models {models_dir}) ...", flush=True)
+    start_serve(models_dir, work)
+    sample = chat_texts(gen, 2_000)
+    emails_sample = email_texts(gen, 200)
+    print("raw ceilings ...", flush=True)
+    report["ceiling"] = {
+        "encoder_chat": await ceiling("Encoder", sample, args.ceiling_seconds),
+        "enricher_chat": await ceiling("Enricher", sample, args.ceiling_seconds),
+        "encoder_email": await ceiling("Encoder", emails_sample, args.ceiling_seconds),
+    }
+    print(json.dumps(report["ceiling"]), flush=True)
+    supervisor = start_pool(settings, ServeEnricher(), args.consumers)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka, acks="all", enable_idempotence=True, linger_ms=5
+    )
+    await producer.start()
+    try:
+        # warm the consumers (group join, first batch) outside the measured phases
+        warm = await seed_phase(sessions, "warm", 10)
+        await produce(
+            producer,
+            topics.received,
+            warm,
+            await store_messages(sessions, warm, chat_texts(gen, 50), 0),
+            None,
+        )
+        await wait_done(sessions, warm, 50, 120)
+
+        for name, texts, rate in (
+            ("chat_backlog", chat_texts(gen, args.chat), None),
+            ("chat_latency", chat_texts(gen, int(args.rate * args.latency_seconds)), args.rate),
+            ("email_backlog", email_texts(gen, args.email), None),
+        ):
+            phase = await seed_phase(sessions, name, max(len(texts) // 10, 1))
+            events = await store_messages(sessions, phase, texts, 0)
+            print(f"{name}: {len(events)} messages ...", flush=True)
+            busy, started = _busy_seconds(), time.time()
+            load_before = _load()
+            await produce(producer, topics.received, phase, events, rate)
+            samples = await wait_done(sessions, phase, len(events), len(events) / 5 + 300)
+            lat = await latencies(sessions, phase)
+            wall = time.time() - started
+            report[name] = {
+                "messages": len(events),
+                "mean_chars": round(sum(map(len, texts)) / len(texts)),
+                **throughput(samples, len(events), started),
+                "latency_s": {f"p{q}": round(percentile(lat, q / 100), 3) for q in (50, 95, 99)},
+                "machine_busy_cores": round((_busy_seconds() - busy) / wall, 2),
+                "load_before": load_before,
+            }
+            if rate:
+                report[name]["offered_per_s"] = rate
+            print(json.dumps(report[name]), flush=True)
+        report["memory_mib"] = _rss_by_role()
+        report["pool"] = await supervisor.refresh.remote()
+        report["pool"].pop("stats", None)
+    finally:
+        await producer.stop()
+        stop_pool(supervisor)
+        from ray import serve
+
+        serve.shutdown()
+        import ray
+
+        ray.shutdown()
+        await engine.dispose()
+        from tests.test_kafka import _delete_topics
+
+        await _delete_topics(kafka, prefix)
+    report["machine_busy_cores"] = round((_busy_seconds() - busy0) / (time.time() - wall0), 2)
+    report["load_after"] = _load()
+    report["verdict"] = verdict(report)
+    report["scale_out"] = scale_out(report)
+    return report
+
+
+def verdict(r: dict[str, Any]) -> dict[str, Any]:
+    raw = r["ceiling"]["encoder_chat"]["per_s"]
+    chat = r["chat_backlog"]["steady_per_s"]
+    return {
+        "chat_per_s_>=_100": chat >= 100,
+        "efficiency": round(chat / raw, 2),
+        "efficiency_>=_0.7": chat / raw >= 0.7,
+        "p95_at_offered_rate_<=_2s": r["chat_latency"]["latency_s"]["p95"] <= 2.0,
+    }
+
+
+def scale_out(r: dict[str, Any]) -> dict[str, Any]:
+    """Encoder replicas and partitions for 1,000,000 messages/hour, from this run."""
+    need = MESSAGES_PER_HOUR_GOAL / 3600
+    per_replica = r["ceiling"]["encoder_chat"]["per_s"]  # one replica, 1 CPU, 1 thread
+    efficiency = min(r["chat_backlog"]["steady_per_s"] / per_replica, 1.0)
+    per_replica_pipeline = per_replica * efficiency
+    replicas = math.ceil(need / (per_replica_pipeline * 0.7))  # 30% headroom
+    email_per_replica = r["ceiling"]["encoder_email"]["per_s"]
+    return {
+        "messages_per_s_needed": round(need, 1),
+        "encoder_replica_chat_per_s": per_replica,
+        "encoder_replica_email_per_s": email_per_replica,
+        "pipeline_efficiency": round(efficiency, 2),
+        "encoder_replicas_chat": replicas,
+        "encoder_replicas_if_all_email": math.ceil(need / (email_per_replica * efficiency * 0.7)),
+        "partitions": max(6, 2 * replicas),
+        "consumer_actors": replicas,
+    }
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    result = asyncio.run(main(arguments))
+    out = REPO / "bench" / "results" / f"pipeline_bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    print(json.dumps({k: result[k] for k in ("verdict", "scale_out", "memory_mib")}, indent=2))
+    print(f"written to {out}")
