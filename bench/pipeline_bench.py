@@ -50,7 +50,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
 from bench._corpus import TextGen  # noqa: E402
-from bench._load import percentile  # noqa: E402
+from bench._load import CpuMeter, _descendants, percentile, wait_quiet  # noqa: E402
 from core.db.engine import create_engine, create_sessionmaker  # noqa: E402
 from core.db.migrate import upgrade_async  # noqa: E402
 from core.db.types import utcnow, uuid7  # noqa: E402
@@ -62,6 +62,7 @@ from core.domain.tenancy import Tenant  # noqa: E402
 from core.settings import Settings  # noqa: E402
 
 MESSAGES_PER_HOUR_GOAL = 1_000_000
+BENCH_DB = "relaydesk_bench_pipeline"
 CEILING_BATCH = 64
 
 
@@ -80,6 +81,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="2,000 chat, 200 email, 20 s phases")
     p.add_argument("--models-dir", type=Path, default=None)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        help="before each phase, wait up to S seconds for other work on the machine to stop",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.chat, args.email = min(args.chat, 2_000), min(args.email, 200)
@@ -109,9 +116,9 @@ def _rss_by_role() -> dict[str, float]:
         "Serve controller": "ray::ServeController",
     }
     out = dict.fromkeys(roles, 0.0)
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+    # Only this run's Ray (other people's Serve apps on the machine carry the same titles).
+    for pid in _descendants(os.getpid()):
+        proc = Path(f"/proc/{pid}")
         try:
             title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             status = (proc / "status").read_text()
@@ -124,6 +131,54 @@ def _rss_by_role() -> dict[str, float]:
                 )
                 out[role] += rss_kb / 1024
     return {k: round(v, 1) for k, v in out.items()}
+
+
+async def postmaster(url: str) -> int | None:
+    """PostgreSQL's main process when it runs here: its backends' CPU counts as ours."""
+    import asyncpg
+
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(dsn)
+    try:
+        pid = await conn.fetchval("SELECT pg_backend_pid()")
+    finally:
+        await conn.close()
+    return _parent(pid)
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+@dataclass
+class Meter:
+    """Cores used while a phase runs: this run's processes (the driver, Ray, the replicas,
+    the actors) with its PostgreSQL backends, and everything else on the machine (other
+    people's work, and the shared Kafka broker)."""
+
+    postmaster_pid: int | None
+    quiet_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._meter = CpuMeter(os.getpid(), self.postmaster_pid, BENCH_DB)
+
+    def start(self) -> None:
+        self._wall = time.perf_counter()
+        self._meter.start()
+
+    def stop(self) -> dict[str, float]:
+        cpu = self._meter.stop()
+        wall = time.perf_counter() - self._wall
+        ours = cpu.get("server", 0.0) + cpu.get("client", 0.0) + cpu.get("postgres", 0.0)
+        return {
+            "ours_cpu_s": round(ours, 1),
+            "ours_cores": round(ours / wall, 2),
+            "others_cores": round(cpu.get("other", 0.0) / wall, 2),
+        }
 
 
 # ---------------------------------------------------------------------------- database
@@ -351,12 +406,13 @@ def chat_texts(gen: TextGen, n: int) -> list[str]:
 
 
 def email_texts(gen: TextGen, n: int) -> list[str]:
+    """About 1,500 characters: a subject, a long body, a signature and a quoted thread."""
     out = []
     for _ in range(n):
         lang, order = gen.language(), gen.order()
         subject, first = gen.opening(lang, order)
-        body = " ".join([first] + [gen.customer(lang, order) for _ in range(6)])
-        quoted = "\n".join(f"> {gen.reply(lang, order)}" for _ in range(3))
+        body = " ".join([first] + [gen.customer(lang, order) for _ in range(10)])
+        quoted = "\n".join(f"> {gen.reply(lang, order)}" for _ in range(5))
         out.append(
             f"Subject: {subject}\n\n{body}\n\n{gen.name()}\nCustomer since 2019\n\n"
             f"On Tue, support wrote:\n{quoted}"
@@ -386,12 +442,13 @@ def start_serve(models_dir: Path, work: Path) -> None:
     enricher = EnricherDeployment.options(ray_actor_options={"num_cpus": args.enricher_cpus}).bind(
         encoder, args
     )
-    serve.start(proxy_location="Disabled")
+    # Handles only (no HTTP proxy); no per-request access log lines, which cost CPU here.
+    serve.start(proxy_location="Disabled", logging_config={"enable_access_log": False})
     serve.run(enricher, name="relaydesk", route_prefix=None)
 
 
 async def ceiling(
-    deployment: str, texts: list[str], seconds: float, callers: int = 2
+    deployment: str, texts: list[str], seconds: float, meter: Meter, callers: int = 2
 ) -> dict[str, float]:
     """Messages/s of one deployment alone, `callers` concurrent callers of 64 texts each."""
     from ray import serve
@@ -407,8 +464,10 @@ async def ceiling(
             await handle.analyze.remote([AnalyzeRequest(text=t) for t in batch])
 
     await call(texts[:CEILING_BATCH])  # warm
+    await wait_quiet(meter.quiet_s)
     done = 0
-    busy0, wall0 = _busy_seconds(), time.perf_counter()
+    wall0 = time.perf_counter()
+    meter.start()
 
     async def loop(offset: int) -> None:
         nonlocal done
@@ -421,9 +480,11 @@ async def ceiling(
 
     await asyncio.gather(*(loop(c * CEILING_BATCH) for c in range(callers)))
     wall = time.perf_counter() - wall0
+    cpu = meter.stop()
     return {
         "per_s": round(done / wall, 1),
-        "machine_busy_cores": round((_busy_seconds() - busy0) / wall, 2),
+        "per_cpu_s": round(done / max(cpu["ours_cpu_s"], 1e-9), 1),
+        **cpu,
     }
 
 
@@ -473,13 +534,19 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     start_serve(models_dir, work)
     sample = chat_texts(gen, 2_000)
     emails_sample = email_texts(gen, 200)
+    meter = Meter(await postmaster(settings.database_url), args.wait_quiet)
+
+    async def ceilings() -> dict[str, Any]:
+        found = {
+            "encoder_chat": await ceiling("Encoder", sample, args.ceiling_seconds, meter),
+            "enricher_chat": await ceiling("Enricher", sample, args.ceiling_seconds, meter),
+            "encoder_email": await ceiling("Encoder", emails_sample, args.ceiling_seconds, meter),
+        }
+        print(json.dumps(found), flush=True)
+        return found
+
     print("raw ceilings ...", flush=True)
-    report["ceiling"] = {
-        "encoder_chat": await ceiling("Encoder", sample, args.ceiling_seconds),
-        "enricher_chat": await ceiling("Enricher", sample, args.ceiling_seconds),
-        "encoder_email": await ceiling("Encoder", emails_sample, args.ceiling_seconds),
-    }
-    print(json.dumps(report["ceiling"]), flush=True)
+    report["ceiling_before"] = await ceilings()
     supervisor = start_pool(settings, ServeEnricher(), args.consumers)
     producer = AIOKafkaProducer(
         bootstrap_servers=kafka, acks="all", enable_idempotence=True, linger_ms=5
@@ -505,18 +572,21 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             phase = await seed_phase(sessions, name, max(len(texts) // 10, 1))
             events = await store_messages(sessions, phase, texts, 0)
             print(f"{name}: {len(events)} messages ...", flush=True)
-            busy, started = _busy_seconds(), time.time()
+            await wait_quiet(args.wait_quiet)
+            started = time.time()
             load_before = _load()
+            meter.start()
             await produce(producer, topics.received, phase, events, rate)
             samples = await wait_done(sessions, phase, len(events), len(events) / 5 + 300)
+            cpu = meter.stop()
             lat = await latencies(sessions, phase)
-            wall = time.time() - started
             report[name] = {
                 "messages": len(events),
                 "mean_chars": round(sum(map(len, texts)) / len(texts)),
                 **throughput(samples, len(events), started),
-                "latency_s": {f"p{q}": round(percentile(lat, q / 100), 3) for q in (50, 95, 99)},
-                "machine_busy_cores": round((_busy_seconds() - busy) / wall, 2),
+                "latency_s": {f"p{q}": round(percentile(lat, q), 3) for q in (50, 95, 99)},
+                "per_cpu_s": round(len(events) / max(cpu["ours_cpu_s"], 1e-9), 1),
+                **cpu,
                 "load_before": load_before,
             }
             if rate:
@@ -525,6 +595,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         report["memory_mib"] = _rss_by_role()
         report["pool"] = await supervisor.refresh.remote()
         report["pool"].pop("stats", None)
+        print("raw ceilings again (pool idle) ...", flush=True)
+        report["ceiling_after"] = await ceilings()
+        report["ceiling"] = {
+            key: max(
+                report["ceiling_before"][key],
+                report["ceiling_after"][key],
+                key=lambda c: c["per_s"],
+            )
+            for key in report["ceiling_before"]
+        }
     finally:
         await producer.stop()
         stop_pool(supervisor)
@@ -546,33 +626,40 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def verdict(r: dict[str, Any]) -> dict[str, Any]:
-    raw = r["ceiling"]["encoder_chat"]["per_s"]
-    chat = r["chat_backlog"]["steady_per_s"]
+    raw = r["ceiling"]["encoder_chat"]
+    chat = r["chat_backlog"]
     return {
-        "chat_per_s_>=_100": chat >= 100,
-        "efficiency": round(chat / raw, 2),
-        "efficiency_>=_0.7": chat / raw >= 0.7,
+        "chat_steady_per_s": chat["steady_per_s"],
+        "chat_per_s_>=_100": chat["steady_per_s"] >= 100,
+        # throughput: the pipeline against the encoder alone (best of the two measurements)
+        "efficiency": round(chat["steady_per_s"] / raw["per_s"], 2),
+        "efficiency_>=_0.7": chat["steady_per_s"] / raw["per_s"] >= 0.7,
+        # the same per CPU-second of this run's processes: robust to other work on the box
+        "cpu_efficiency": round(chat["per_cpu_s"] / raw["per_cpu_s"], 2),
+        "p95_at_offered_rate_s": r["chat_latency"]["latency_s"]["p95"],
         "p95_at_offered_rate_<=_2s": r["chat_latency"]["latency_s"]["p95"] <= 2.0,
     }
 
 
 def scale_out(r: dict[str, Any]) -> dict[str, Any]:
-    """Encoder replicas and partitions for 1,000,000 messages/hour, from this run."""
+    """Encoder replicas, cores and partitions for 1,000,000 messages/hour, from this run's
+    per-core figures (an Encoder replica is one core with one thread)."""
     need = MESSAGES_PER_HOUR_GOAL / 3600
-    per_replica = r["ceiling"]["encoder_chat"]["per_s"]  # one replica, 1 CPU, 1 thread
-    efficiency = min(r["chat_backlog"]["steady_per_s"] / per_replica, 1.0)
-    per_replica_pipeline = per_replica * efficiency
-    replicas = math.ceil(need / (per_replica_pipeline * 0.7))  # 30% headroom
-    email_per_replica = r["ceiling"]["encoder_email"]["per_s"]
+    utilization = 0.7  # headroom for bursts and rebalances
+    chat_core = r["ceiling"]["encoder_chat"]["per_cpu_s"]
+    email_core = r["ceiling"]["encoder_email"]["per_cpu_s"]
+    replicas = math.ceil(need / (chat_core * utilization))
+    pipeline_core = r["chat_backlog"]["per_cpu_s"]  # messages per CPU-second, everything
     return {
         "messages_per_s_needed": round(need, 1),
-        "encoder_replica_chat_per_s": per_replica,
-        "encoder_replica_email_per_s": email_per_replica,
-        "pipeline_efficiency": round(efficiency, 2),
+        "encoder_replica_chat_per_s": chat_core,
+        "encoder_replica_email_per_s": email_core,
         "encoder_replicas_chat": replicas,
-        "encoder_replicas_if_all_email": math.ceil(need / (email_per_replica * efficiency * 0.7)),
-        "partitions": max(6, 2 * replicas),
+        "encoder_replicas_all_email": math.ceil(need / (email_core * utilization)),
+        "pipeline_messages_per_cpu_s": pipeline_core,
+        "cores_chat_all_in": math.ceil(need / (pipeline_core * utilization)),
         "consumer_actors": replicas,
+        "partitions": max(6, 2 * replicas),
     }
 
 
@@ -582,5 +669,6 @@ if __name__ == "__main__":
     out = REPO / "bench" / "results" / f"pipeline_bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
-    print(json.dumps({k: result[k] for k in ("verdict", "scale_out", "memory_mib")}, indent=2))
+    shown = ("ceiling", "chat_backlog", "chat_latency", "email_backlog", "verdict", "scale_out")
+    print(json.dumps({k: result[k] for k in (*shown, "memory_mib")}, indent=2))
     print(f"written to {out}")

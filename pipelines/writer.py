@@ -157,6 +157,7 @@ async def _apply_effects(session: AsyncSession, batch: list[Enriched]) -> None:
         for cid, row in rows.items()
     }
     recorder = EventRecorder(session, EventContext(actor_type="system", actor_id=ACTOR))
+    await recorder.preload_versions("conversation", list(conversations))
     tags: dict[uuid.UUID, list[str]] = defaultdict(list)
     now = utcnow()
     for enriched in batch:

@@ -106,6 +106,24 @@ class EventRecorder:
         self._last: EventRecord | None = None
         self._versions: dict[tuple[str, uuid.UUID], int] = {}
 
+    async def preload_versions(self, aggregate_type: str, ids: list[uuid.UUID]) -> None:
+        """Read the current versions of many aggregates in one query (a consumer appending
+        events to a batch's conversations), instead of one query each on first record."""
+        missing = [i for i in ids if (aggregate_type, i) not in self._versions]
+        if not missing:
+            return
+        rows = await self.session.execute(
+            select(EventRecord.aggregate_id, func.max(EventRecord.aggregate_version))
+            .where(
+                EventRecord.aggregate_type == aggregate_type,
+                EventRecord.aggregate_id.in_(missing),
+            )
+            .group_by(EventRecord.aggregate_id)
+        )
+        found = {aggregate_id: int(version) for aggregate_id, version in rows.all()}
+        for aggregate_id in missing:
+            self._versions[(aggregate_type, aggregate_id)] = found.get(aggregate_id, 0)
+
     async def _next_version(self, aggregate_type: str, aggregate_id: uuid.UUID) -> int:
         key = (aggregate_type, aggregate_id)
         if key not in self._versions:
