@@ -8,10 +8,12 @@ analyzed meanwhile (retried twice, say) is a no-op there."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from core.db.engine import create_engine, create_sessionmaker
@@ -19,6 +21,8 @@ from core.domain.analyses import MessageAnalysis
 from core.settings import Settings
 from pipelines.schemas import DeadLetter, InvalidPayload, NotAMessageEvent, decode_message_event
 from pipelines.topics import Topics, partitions_of
+
+logger = logging.getLogger(__name__)
 
 # Reasons worth retrying by default: the payload was fine, the models or database were not.
 RETRYABLE = ("enrichment_failed", "write_failed")
@@ -97,7 +101,11 @@ async def read_dead_letters(settings: Settings, *, timeout_s: float = 10.0) -> l
                 for record in records:
                     if record.offset >= ends[tp]:
                         continue
-                    letter = DeadLetter.model_validate_json(record.value or b"{}")
+                    try:
+                        letter = DeadLetter.model_validate_json(record.value or b"{}")
+                    except ValidationError:
+                        logger.warning("not a dead letter at %s:%d", tp, record.offset)
+                        continue
                     entries.append(Entry(tp.partition, record.offset, letter))
         return sorted(entries, key=lambda e: (e.letter.failed_at, e.partition, e.offset))
     finally:

@@ -94,3 +94,9 @@ def test_kafka_commands_say_kafka_is_needed(embedded: Settings, command: list[st
     result = runner.invoke(app, ["pipeline", *command])
     assert result.exit_code == 2
     assert "Kafka is not configured" in result.output
+
+
+def test_relaydesk_up_starts_no_pool_without_kafka(embedded: Settings) -> None:
+    from serve.runner import start_pipeline
+
+    assert start_pipeline(embedded) is None  # the API ingress enriches from its bus
