@@ -78,7 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--wait-ms", type=int, default=50, help="pipeline.batch_max_wait_ms")
     p.add_argument("--inflight", type=int, default=2, help="pipeline.max_inflight_batches")
     p.add_argument("--partitions", type=int, default=6)
-    p.add_argument("--quick", action="store_true", help="2,000 chat, 200 email, 20 s phases")
+    p.add_argument(
+        "--quick", action="store_true", help="2,000 chat, 200 email, 20 s phases (unless given)"
+    )
     p.add_argument("--models-dir", type=Path, default=None)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument(
@@ -88,10 +90,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="before each phase, wait up to S seconds for other work on the machine to stop",
     )
     args = p.parse_args(argv)
+    # --quick shrinks what was not given explicitly
+    given = {a.split("=")[0] for a in (argv if argv is not None else sys.argv[1:])}
     if args.quick:
-        args.chat, args.email = min(args.chat, 2_000), min(args.email, 200)
-        args.latency_seconds = min(args.latency_seconds, 20.0)
-        args.ceiling_seconds = min(args.ceiling_seconds, 10.0)
+        for flag, name, value in (
+            ("--chat", "chat", 2_000),
+            ("--email", "email", 200),
+            ("--latency-seconds", "latency_seconds", 20.0),
+            ("--ceiling-seconds", "ceiling_seconds", 10.0),
+        ):
+            if flag not in given:
+                setattr(args, name, value)
     return args
 
 
