@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from core.domain.analyses import ConversationInsight
 from models.analyzer import Analyzer
 from pipelines.actors import ServeEnricher, start_pool, stop_pool
+from pipelines.ops import PipelineMonitor
 from tests.factories import expect, inbound
 from tests.pipeline_doubles import StubModelsFactory, read_calls
 from tests.test_pipeline_kafka import (
@@ -182,6 +183,20 @@ async def test_scaling_two_to_one_and_back_rebalances_without_loss(
     await eventually(lambda: _count_is(env, analyses_of(env), 36), timeout_s=60)
     await eventually(lambda: _partitions_split(supervisor), timeout_s=30)
     assert await scalar(env, analyzed_events(env)) == 36
+    # What /v1/ops/pipeline shows from a process on the pool's Ray: the actors, every
+    # message (the retired actor's too) and no lag.
+    monitor = PipelineMonitor(env.settings)
+    await eventually(lambda: _summary_settled(monitor, 36), timeout_s=30)
+    summary = await monitor.summary()
+    assert summary["mode"] == "kafka"
+    assert sorted(c["slot"] for c in summary["consumers"]) == [0, 1]
+    assert summary["dead_letters"] == 0
+
+
+async def _summary_settled(monitor: PipelineMonitor, messages: int) -> bool:
+    monitor._lag = None  # read the broker now
+    summary = await monitor.summary()
+    return bool(summary["messages"] == messages and summary["lag"]["total"] == 0)
 
 
 async def _called(calls: Path) -> bool:
