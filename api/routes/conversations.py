@@ -21,7 +21,7 @@ from api.schemas.conversations import (
     NotePublic,
     ReplyCreate,
 )
-from api.services import conversations
+from api.services import analyses, conversations
 from api.services.common import keyset_page
 from core.domain.conversations import Conversation, Message, Note
 from core.domain.enums import ConversationStatus, Priority
@@ -77,12 +77,17 @@ async def get_conversation(
     conversation, messages, notes, ticket_ids = await conversations.detail(
         session, principal.tenant_id, conversation_id, messages_limit
     )
+    found = await analyses.latest_analyses(session, [m.id for m in messages])
     return ConversationDetail.model_validate(
         {
             **ConversationPublic.model_validate(conversation).model_dump(),
-            "messages": [MessagePublic.model_validate(m) for m in messages],
+            "messages": [
+                MessagePublic.model_validate(m).model_copy(update={"analysis": found.get(m.id)})
+                for m in messages
+            ],
             "notes": [NotePublic.model_validate(n) for n in notes],
             "ticket_ids": ticket_ids,
+            "ai": await analyses.conversation_insight(session, conversation.id),
         }
     )
 

@@ -106,6 +106,24 @@ class EventRecorder:
         self._last: EventRecord | None = None
         self._versions: dict[tuple[str, uuid.UUID], int] = {}
 
+    async def preload_versions(self, aggregate_type: str, ids: list[uuid.UUID]) -> None:
+        """Read the current versions of many aggregates in one query (a consumer appending
+        events to a batch's conversations), instead of one query each on first record."""
+        missing = [i for i in ids if (aggregate_type, i) not in self._versions]
+        if not missing:
+            return
+        rows = await self.session.execute(
+            select(EventRecord.aggregate_id, func.max(EventRecord.aggregate_version))
+            .where(
+                EventRecord.aggregate_type == aggregate_type,
+                EventRecord.aggregate_id.in_(missing),
+            )
+            .group_by(EventRecord.aggregate_id)
+        )
+        found = {aggregate_id: int(version) for aggregate_id, version in rows.all()}
+        for aggregate_id in missing:
+            self._versions[(aggregate_type, aggregate_id)] = found.get(aggregate_id, 0)
+
     async def _next_version(self, aggregate_type: str, aggregate_id: uuid.UUID) -> int:
         key = (aggregate_type, aggregate_id)
         if key not in self._versions:
@@ -129,13 +147,17 @@ class EventRecorder:
         payload: dict[str, Any],
         key: uuid.UUID | None = None,
         first: bool = False,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
     ) -> EventRecord:
         """Append an event. `first=True` says the aggregate was created in this transaction,
-        so it has no events yet and the version query can be skipped."""
+        so it has no events yet and the version query can be skipped. `correlation_id` and
+        `causation_id` override the context's (a consumer reacting to another event)."""
         if first:
             self._versions.setdefault((aggregate_type, aggregate_id), 0)
         version = await self._next_version(aggregate_type, aggregate_id)
-        causation = str(self._last.id) if self._last is not None else None
+        causation = causation_id or (str(self._last.id) if self._last is not None else None)
+        correlation = correlation_id or self.context.correlation_id
         row = EventRecord(
             id=uuid7(),
             tenant_id=tenant_id,
@@ -144,7 +166,7 @@ class EventRecorder:
             aggregate_version=version,
             event_type=event.value,
             payload=payload,
-            correlation_id=self.context.correlation_id,
+            correlation_id=correlation,
             causation_id=causation,
             actor_type=self.context.actor_type,
             actor_id=self.context.actor_id,
