@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from api.errors import Forbidden, RateLimited, Unauthorized
 from core.db.types import utcnow
@@ -41,8 +43,28 @@ async def get_settings(runtime: RuntimeDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
-    async with runtime.sessions() as session:
+_READ_METHODS = frozenset({"GET", "HEAD"})
+_autocommit_engines: weakref.WeakKeyDictionary[Any, AsyncEngine] = weakref.WeakKeyDictionary()
+
+
+def _autocommit(engine: AsyncEngine) -> AsyncEngine:
+    found = _autocommit_engines.get(engine.sync_engine)
+    if found is None:
+        found = engine.execution_options(isolation_level="AUTOCOMMIT")
+        _autocommit_engines[engine.sync_engine] = found
+    return found
+
+
+async def get_session(request: Request, runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    # A read-only request on PostgreSQL runs its statements in autocommit: under READ
+    # COMMITTED each statement sees the same data either way, and it saves the BEGIN and
+    # ROLLBACK round trips around every list and search. (SQLite keeps its transaction:
+    # its BEGIN is issued by the engine's own hook.)
+    if request.method in _READ_METHODS and runtime.engine.dialect.name == "postgresql":
+        session = runtime.sessions(bind=_autocommit(runtime.engine))
+    else:
+        session = runtime.sessions()
+    async with session:
         yield session
         if session.info.pop("outbox_written", False):
             runtime.relay.notify()
@@ -70,24 +92,60 @@ class Principal:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
 
 
+_api_keys = ApiKey.__table__.c
+_users = User.__table__.c
+
+
 async def _from_api_key(session: AsyncSession, value: str) -> Principal:
     parts = split_api_key(value)
     if parts is None:
         raise Unauthorized("malformed API key")
     prefix, secret = parts
-    key = await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    # Columns, not the ORM object: this runs on every integration request.
+    key = (
+        await session.execute(
+            select(
+                _api_keys.id,
+                _api_keys.tenant_id,
+                _api_keys.role,
+                _api_keys.key_hash,
+                _api_keys.revoked_at,
+                _api_keys.last_used_at,
+            ).where(_api_keys.prefix == prefix)
+        )
+    ).one_or_none()
     if key is None or key.revoked_at is not None or not api_secret_matches(key.key_hash, secret):
         raise Unauthorized("invalid or revoked API key")
     now = utcnow()
     # Writing on every request would make each read a write; a minute of precision is enough.
     if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
-        key.last_used_at = now
+        await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
         await session.commit()
     return Principal(tenant_id=key.tenant_id, role=Role(key.role), api_key_id=key.id)
 
 
-async def _from_token(session: AsyncSession, settings: Settings, token: str) -> Principal:
+# Verified claims by token: a signature check and JSON parse on every request cost more than
+# the user lookup. Keyed by the secret too, so a token is never trusted by another secret;
+# an entry is used only until the token's own expiry.
+_CLAIMS_CACHE_SIZE = 4096
+_claims_cache: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+
+def _claims(settings: Settings, token: str) -> dict[str, Any] | None:
+    key = (token, settings.auth.jwt_secret.get_secret_value(), settings.auth.jwt_algorithm)
+    claims = _claims_cache.get(key)
+    if claims is not None and time.time() < claims["exp"]:
+        return claims
     claims = decode_token(settings, token)
+    if claims is not None:
+        if len(_claims_cache) >= _CLAIMS_CACHE_SIZE:
+            _claims_cache.clear()
+        _claims_cache[key] = claims
+    return claims
+
+
+async def _from_token(session: AsyncSession, settings: Settings, token: str) -> Principal:
+    claims = _claims(settings, token)
     if claims is None:
         raise Unauthorized("invalid or expired token")
     try:
@@ -98,7 +156,7 @@ async def _from_token(session: AsyncSession, settings: Settings, token: str) -> 
     # members (selectin relationships), extra queries on every request.
     user = (
         await session.execute(
-            select(User.tenant_id, User.role, User.is_active).where(User.id == user_id)
+            select(_users.tenant_id, _users.role, _users.is_active).where(_users.id == user_id)
         )
     ).one_or_none()
     if user is None or not user.is_active or str(user.tenant_id) != claims["tid"]:

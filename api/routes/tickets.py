@@ -20,7 +20,7 @@ from api.schemas.tickets import (
     TicketUpdate,
 )
 from api.services import tickets
-from api.services.common import get_owned, keyset_page
+from api.services.common import get_owned, keyset_rows
 from core.domain.enums import Priority, TicketStatus
 from core.domain.tickets import Ticket
 from core.events.store import EventRecord
@@ -61,10 +61,10 @@ async def list_tickets(
         updated_since=updated_since,
         q=q,
     )
-    items, next_cursor = await keyset_page(
-        session, query, Ticket.id, cursor, limit or settings.api.page_size_default
+    rows, next_cursor = await keyset_rows(
+        session, query, cursor, limit or settings.api.page_size_default
     )
-    return {"items": await tickets.to_public(session, items), "next_cursor": next_cursor}
+    return {"items": tickets.rows_to_public(rows), "next_cursor": next_cursor}
 
 
 @router.post("", response_model=TicketPublic, status_code=status.HTTP_201_CREATED)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -63,7 +64,20 @@ def apply_policy(ticket: Ticket, policy: SlaPolicy | None, now: datetime | None 
     )
 
 
-def sla_status(ticket: Ticket, now: datetime | None = None) -> SlaStatus:
+class SlaFields(Protocol):
+    """What the live SLA view reads: a Ticket, or a row of the ticket list."""
+
+    status: str
+    sla_policy_id: uuid.UUID | None
+    first_response_due_at: datetime | None
+    resolution_due_at: datetime | None
+    first_responded_at: datetime | None
+    solved_at: datetime | None
+    first_response_breached: bool
+    resolution_breached: bool
+
+
+def sla_status(ticket: SlaFields, now: datetime | None = None) -> SlaStatus:
     """The live view: a target can pass between two changes, so breach is judged now."""
     now = now or utcnow()
     first = ticket.first_response_breached or _breached(

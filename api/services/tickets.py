@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, select, update
+from sqlalchemy import Row, Select, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -24,7 +25,7 @@ from core.events.store import EventRecord, EventRecorder
 from core.events.types import DomainEvent
 
 from . import sla
-from .common import check_owned, get_owned
+from .common import check_owned, get_owned, id_list, json_array_contains
 from .search import ticket_text_match
 
 
@@ -348,6 +349,24 @@ def _failed(ticket_id: uuid.UUID, code: str, message: str, details: Any = None) 
     }
 
 
+_tickets = Ticket.__table__
+_conversations = Conversation.__table__
+_links = ticket_conversations.c
+# TicketPublic's own columns and what its `sla` view is computed from.
+_PUBLIC = tuple(name for name in TicketPublic.model_fields if name in _tickets.c)
+_SLA = (
+    "status",
+    "sla_policy_id",
+    "first_response_due_at",
+    "resolution_due_at",
+    "first_responded_at",
+    "solved_at",
+    "first_response_breached",
+    "resolution_breached",
+)
+_ROW_COLUMNS = tuple(_tickets.c[name] for name in dict.fromkeys(_PUBLIC + _SLA))
+
+
 def ticket_query(
     session: AsyncSession,
     tenant_id: uuid.UUID,
@@ -361,43 +380,64 @@ def ticket_query(
     tag: str | None = None,
     updated_since: datetime | None = None,
     q: str | None = None,
-) -> Select[Ticket]:
-    from .common import json_array_contains
-
-    query = select(Ticket).where(Ticket.tenant_id == tenant_id)
+) -> Select[Any]:
+    """The list and search query in SQLAlchemy Core: the columns TicketPublic needs and
+    each ticket's linked conversation ids, in one statement."""
+    c = _tickets.c
+    links = id_list(
+        session,
+        select(_links.conversation_id)
+        .where(_links.ticket_id == c.id)
+        .order_by(_links.conversation_id)
+        .correlate(_tickets),
+    )
+    query = select(*_ROW_COLUMNS, links.label("conversation_ids")).where(c.tenant_id == tenant_id)
     if status:
-        query = query.where(Ticket.status.in_([s.value for s in status]))
+        query = query.where(c.status.in_([s.value for s in status]))
     if priority:
-        query = query.where(Ticket.priority == priority)
+        query = query.where(c.priority == priority)
     if assignee_id:
-        query = query.where(Ticket.assignee_id == assignee_id)
+        query = query.where(c.assignee_id == assignee_id)
     if team_id:
-        query = query.where(Ticket.team_id == team_id)
+        query = query.where(c.team_id == team_id)
     if requester_id:
-        query = query.where(Ticket.requester_id == requester_id)
+        query = query.where(c.requester_id == requester_id)
     if channel_id:
         query = query.where(
             exists()
-            .where(ticket_conversations.c.ticket_id == Ticket.id)
-            .where(ticket_conversations.c.conversation_id == Conversation.id)
-            .where(Conversation.channel_id == channel_id)
+            .where(_links.ticket_id == c.id)
+            .where(_links.conversation_id == _conversations.c.id)
+            .where(_conversations.c.channel_id == channel_id)
         )
     if tag:
-        query = query.where(json_array_contains(session, Ticket.tags, tag))
+        query = query.where(json_array_contains(session, c.tags, tag))
     if updated_since:
-        query = query.where(Ticket.updated_at >= updated_since)
+        query = query.where(c.updated_at >= updated_since)
     if q:
         query = query.where(ticket_text_match(session, q))
     return query
+
+
+def rows_to_public(rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
+    """Rows of `ticket_query` as TicketPublic's fields, with the SLA judged now."""
+    now = utcnow()
+    return [
+        {
+            **{name: getattr(row, name) for name in _PUBLIC},
+            "conversation_ids": row.conversation_ids,
+            "sla": sla.sla_status(row, now),
+        }
+        for row in rows
+    ]
 
 
 async def to_public(session: AsyncSession, tickets: list[Ticket]) -> list[TicketPublic]:
     links: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
     if tickets:
         rows = await session.execute(
-            select(ticket_conversations.c.ticket_id, ticket_conversations.c.conversation_id).where(
-                ticket_conversations.c.ticket_id.in_([t.id for t in tickets])
-            )
+            select(_links.ticket_id, _links.conversation_id)
+            .where(_links.ticket_id.in_([t.id for t in tickets]))
+            .order_by(_links.ticket_id, _links.conversation_id)
         )
         for ticket_id, conversation_id in rows:
             links[ticket_id].append(conversation_id)
