@@ -22,7 +22,7 @@ from api.schemas.conversations import (
     ReplyCreate,
 )
 from api.services import conversations
-from api.services.common import keyset_rows
+from api.services.common import as_dicts, keyset_rows
 from core.domain.conversations import Conversation, Message, Note
 from core.domain.enums import ConversationStatus, Priority
 
@@ -63,7 +63,7 @@ async def list_conversations(
     items, next_cursor = await keyset_rows(
         session, query, cursor, limit or settings.api.page_size_default
     )
-    return {"items": [row._asdict() for row in items], "next_cursor": next_cursor}
+    return {"items": as_dicts(items), "next_cursor": next_cursor}
 
 
 @router.get("/{conversation_id}", response_model=ConversationDetail)

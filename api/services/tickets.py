@@ -25,7 +25,7 @@ from core.events.store import EventRecord, EventRecorder
 from core.events.types import DomainEvent
 
 from . import sla
-from .common import check_owned, get_owned, id_list, json_array_contains
+from .common import as_dicts, check_owned, get_owned, id_list, json_array_contains
 from .search import ticket_text_match
 
 
@@ -421,14 +421,10 @@ def ticket_query(
 def rows_to_public(rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
     """Rows of `ticket_query` as TicketPublic's fields, with the SLA judged now."""
     now = utcnow()
-    return [
-        {
-            **{name: getattr(row, name) for name in _PUBLIC},
-            "conversation_ids": row.conversation_ids,
-            "sla": sla.sla_status(row, now),
-        }
-        for row in rows
-    ]
+    items = as_dicts(rows)
+    for item, row in zip(items, rows, strict=True):
+        item["sla"] = sla.sla_status(row, now)
+    return items
 
 
 async def to_public(session: AsyncSession, tickets: list[Ticket]) -> list[TicketPublic]:
