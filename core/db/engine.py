@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 
 from core.settings import Settings
 
+
 def create_engine(settings: Settings) -> AsyncEngine:
     dsn = settings.database_dsn
     url = make_url(dsn)
