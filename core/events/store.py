@@ -5,24 +5,30 @@ back with the change they announce: there is no window where one exists without 
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
+    CompoundSelect,
     Connection,
     Index,
+    Insert,
     Integer,
+    Select,
     String,
     Table,
     Text,
     UniqueConstraint,
     Uuid,
+    bindparam,
     func,
     insert,
     select,
     text,
+    union_all,
 )
 from sqlalchemy.event import listens_for
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -183,13 +189,62 @@ class EventRecorder:
         return event_id
 
 
-def _write(
-    connection: Connection, events: list[dict[str, Any]], outbox: list[dict[str, Any]]
-) -> None:
+Rows = list[dict[str, Any]]
+_EVENT_COLUMNS = (
+    "id",
+    "tenant_id",
+    "aggregate_type",
+    "aggregate_id",
+    "aggregate_version",
+    "event_type",
+    "payload",
+    "correlation_id",
+    "causation_id",
+    "actor_type",
+    "actor_id",
+    "occurred_at",
+)
+_OUTBOX_COLUMNS = (
+    "event_id",
+    "tenant_id",
+    "topic",
+    "key",
+    "event_type",
+    "payload",
+    "headers",
+    "created_at",
+    "attempts",
+)
+
+
+@functools.cache
+def _insert_both(count: int) -> Insert:
+    """PostgreSQL: `count` events and their outbox rows in one round trip, the events
+    INSERT as a data-modifying CTE of the outbox one. Built once per row count from named
+    parameters, as INSERT ... SELECT: SQLAlchemy caches its compiled form (a multi-row
+    VALUES is compiled again on every execution)."""
+
+    def rows(
+        table: Table, prefix: str, columns: tuple[str, ...]
+    ) -> Select[Any] | CompoundSelect[Any]:
+        each = [
+            select(*(bindparam(f"{prefix}{i}_{c}", type_=table.c[c].type) for c in columns))
+            for i in range(count)
+        ]
+        return each[0] if count == 1 else union_all(*each)
+
+    events = insert(_events).from_select(_EVENT_COLUMNS, rows(_events, "e", _EVENT_COLUMNS))
+    outbox = insert(_outbox).from_select(_OUTBOX_COLUMNS, rows(_outbox, "o", _OUTBOX_COLUMNS))
+    return outbox.add_cte(events.cte("new_events"))
+
+
+def _write(connection: Connection, events: Rows, outbox: Rows) -> None:
     if connection.dialect.name == "postgresql":
-        # One round trip: the events INSERT runs as a data-modifying CTE of the outbox one.
-        new_events = insert(_events).values(events).cte("new_events")
-        connection.execute(insert(_outbox).values(outbox).add_cte(new_events))
+        params = {f"e{i}_{c}": row[c] for i, row in enumerate(events) for c in _EVENT_COLUMNS}
+        params.update(
+            {f"o{i}_{c}": row[c] for i, row in enumerate(outbox) for c in _OUTBOX_COLUMNS}
+        )
+        connection.execute(_insert_both(len(events)), params)
     else:
         connection.execute(insert(_events), events)
         connection.execute(insert(_outbox), outbox)
