@@ -20,7 +20,7 @@ from api.schemas.tickets import (
     TicketUpdate,
 )
 from api.services import tickets
-from api.services.common import get_owned, keyset_rows
+from api.services.common import fetch_page, get_owned
 from core.domain.enums import Priority, TicketStatus
 from core.domain.tickets import Ticket
 from core.events.store import EventRecord
@@ -48,7 +48,7 @@ async def list_tickets(
     limit: Annotated[int | None, Query(ge=1, le=500)] = None,
 ) -> dict[str, object]:
     """List and search tickets, newest first, with a stable cursor."""
-    query = tickets.ticket_query(
+    statement, params = tickets.ticket_query(
         session,
         principal.tenant_id,
         status=status,
@@ -60,9 +60,10 @@ async def list_tickets(
         tag=tag,
         updated_since=updated_since,
         q=q,
+        cursor=cursor,
     )
-    rows, next_cursor = await keyset_rows(
-        session, query, cursor, limit or settings.api.page_size_default
+    rows, next_cursor = await fetch_page(
+        session, statement, params, limit or settings.api.page_size_default
     )
     return {"items": tickets.rows_to_public(rows), "next_cursor": next_cursor}
 

@@ -10,9 +10,11 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     ColumnElement,
     Dialect,
+    Integer,
     Row,
     Select,
     String,
+    bindparam,
     exists,
     func,
     literal,
@@ -25,7 +27,6 @@ from sqlalchemy.types import TypeDecorator
 
 from api.errors import NotFound
 from api.schemas.common import decode_cursor, encode_cursor
-from core.db.engine import dialect_name
 
 M = TypeVar("M")
 
@@ -63,17 +64,22 @@ async def keyset_page(
     return rows[:limit], next_cursor
 
 
-async def keyset_rows(
-    session: AsyncSession, query: Select[Any], cursor: str | None, limit: int
+async def fetch_page(
+    session: AsyncSession, statement: Select[Any], params: dict[str, Any], limit: int
 ) -> tuple[Sequence[Row[Any]], str | None]:
-    """`keyset_page` for a Core select with an `id` column: rows, not ORM objects (loading
-    51 of them cost more than the query), which the response model validates as dicts."""
-    id_column = query.selected_columns.id
-    if cursor:
-        query = query.where(id_column < decode_cursor(cursor))
-    rows = (await session.execute(query.order_by(id_column.desc()).limit(limit + 1))).all()
+    """Run a list statement built with `keyset` and split off the next page's cursor."""
+    rows = (await session.execute(statement, {**params, "limit": limit + 1})).all()
     next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return rows[:limit], next_cursor
+
+
+def keyset(query: Select[Any], id_column: Any, after: bool) -> Select[Any]:
+    """Newest first by time-ordered id, `limit` rows, after the cursor's id (`after`) when
+    there is one. Rows created while a client pages land before its cursor, so pages
+    never repeat or skip a row."""
+    if after:
+        query = query.where(id_column < bindparam("after"))
+    return query.order_by(id_column.desc()).limit(bindparam("limit", type_=Integer))
 
 
 def as_dicts(rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
@@ -97,19 +103,19 @@ class _IdList(TypeDecorator[list[Any]]):
         return list(value or ())
 
 
-def id_list(session: AsyncSession, ids: Select[Any]) -> ColumnElement[list[Any]]:
+def id_list(dialect: str, ids: Select[Any]) -> ColumnElement[list[Any]]:
     """The ids `ids` selects, as one list-valued column of the enclosing query (ordered
     by `ids`' ORDER BY): a correlated subquery, so a page and its links are one statement."""
-    if dialect_name(session) == "postgresql":
+    if dialect == "postgresql":
         return type_coerce(func.array(ids.scalar_subquery()), _IdList())
     inner = ids.subquery()
     column = inner.c[0]
     return type_coerce(select(func.json_group_array(column)).scalar_subquery(), _IdList())
 
 
-def json_array_contains(session: AsyncSession, column: Any, value: str) -> ColumnElement[bool]:
+def json_array_contains(dialect: str, column: Any, value: Any) -> ColumnElement[bool]:
     """`value in column` for a JSON array column, using the GIN index on PostgreSQL."""
-    if dialect_name(session) == "postgresql":
-        return type_coerce(column, JSONB).contains([value])
+    if dialect == "postgresql":
+        return type_coerce(column, JSONB).contains(func.jsonb_build_array(value))
     each = func.json_each(column).table_valued("value")
     return exists(select(literal(1)).select_from(each).where(each.c.value == value))

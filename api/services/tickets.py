@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, Select, exists, select, update
+from sqlalchemy import Row, Select, String, Table, bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from api.errors import BadRequest, Conflict, NotFound
+from api.schemas.common import decode_cursor
 from api.schemas.tickets import BulkChanges, TicketCreate, TicketPublic, TicketUpdate
+from core.db.engine import dialect_name
 from core.db.types import utcnow, uuid7
 from core.domain.conversations import Conversation, Message
 from core.domain.customers import Customer
@@ -25,8 +28,8 @@ from core.events.store import EventRecord, EventRecorder
 from core.events.types import DomainEvent
 
 from . import sla
-from .common import as_dicts, check_owned, get_owned, id_list, json_array_contains
-from .search import ticket_text_match
+from .common import as_dicts, check_owned, get_owned, id_list, json_array_contains, keyset
+from .search import search_term, ticket_text_match
 
 
 class IllegalTransition(Conflict):
@@ -349,8 +352,8 @@ def _failed(ticket_id: uuid.UUID, code: str, message: str, details: Any = None) 
     }
 
 
-_tickets = Ticket.__table__
-_conversations = Conversation.__table__
+_tickets = cast(Table, Ticket.__table__)
+_conversations = cast(Table, Conversation.__table__)
 _links = ticket_conversations.c
 # TicketPublic's own columns and what its `sla` view is computed from.
 _PUBLIC = tuple(name for name in TicketPublic.model_fields if name in _tickets.c)
@@ -367,6 +370,47 @@ _SLA = (
 _ROW_COLUMNS = tuple(_tickets.c[name] for name in dict.fromkeys(_PUBLIC + _SLA))
 
 
+_EQUALS = ("priority", "assignee_id", "team_id", "requester_id")
+
+
+@functools.lru_cache(maxsize=512)
+def _list_statement(dialect: str, names: tuple[str, ...]) -> Select[Any]:
+    """The list and search statement for one combination of filters, with bound
+    parameters: built and compiled once (see conversations.py)."""
+    c = _tickets.c
+    links = id_list(
+        dialect,
+        select(_links.conversation_id)
+        .where(_links.ticket_id == c.id)
+        .order_by(_links.conversation_id)
+        .correlate(_tickets),
+    )
+    query = select(*_ROW_COLUMNS, links.label("conversation_ids")).where(
+        c.tenant_id == bindparam("tenant_id")
+    )
+    for name in names:
+        if name == "status":
+            query = query.where(c.status.in_(bindparam("status", expanding=True)))
+        elif name in _EQUALS:
+            query = query.where(c[name] == bindparam(name))
+        elif name == "channel_id":
+            query = query.where(
+                exists()
+                .where(_links.ticket_id == c.id)
+                .where(_links.conversation_id == _conversations.c.id)
+                .where(_conversations.c.channel_id == bindparam("channel_id"))
+            )
+        elif name == "tag":
+            query = query.where(
+                json_array_contains(dialect, c.tags, bindparam("tag", type_=String))
+            )
+        elif name == "updated_since":
+            query = query.where(c.updated_at >= bindparam("updated_since"))
+        elif name == "fts_q":
+            query = query.where(ticket_text_match(dialect))
+    return keyset(query, c.id, "after" in names)
+
+
 def ticket_query(
     session: AsyncSession,
     tenant_id: uuid.UUID,
@@ -380,42 +424,27 @@ def ticket_query(
     tag: str | None = None,
     updated_since: datetime | None = None,
     q: str | None = None,
-) -> Select[Any]:
-    """The list and search query in SQLAlchemy Core: the columns TicketPublic needs and
-    each ticket's linked conversation ids, in one statement."""
-    c = _tickets.c
-    links = id_list(
-        session,
-        select(_links.conversation_id)
-        .where(_links.ticket_id == c.id)
-        .order_by(_links.conversation_id)
-        .correlate(_tickets),
-    )
-    query = select(*_ROW_COLUMNS, links.label("conversation_ids")).where(c.tenant_id == tenant_id)
-    if status:
-        query = query.where(c.status.in_([s.value for s in status]))
-    if priority:
-        query = query.where(c.priority == priority)
-    if assignee_id:
-        query = query.where(c.assignee_id == assignee_id)
-    if team_id:
-        query = query.where(c.team_id == team_id)
-    if requester_id:
-        query = query.where(c.requester_id == requester_id)
-    if channel_id:
-        query = query.where(
-            exists()
-            .where(_links.ticket_id == c.id)
-            .where(_links.conversation_id == _conversations.c.id)
-            .where(_conversations.c.channel_id == channel_id)
-        )
-    if tag:
-        query = query.where(json_array_contains(session, c.tags, tag))
-    if updated_since:
-        query = query.where(c.updated_at >= updated_since)
-    if q:
-        query = query.where(ticket_text_match(session, q))
-    return query
+    cursor: str | None = None,
+) -> tuple[Select[Any], dict[str, Any]]:
+    """The list and search statement (the columns TicketPublic needs and each ticket's
+    linked conversation ids, newest first, `limit` rows) and its parameters."""
+    dialect = dialect_name(session)
+    given: dict[str, Any] = {
+        "status": [s.value for s in status] if status else None,
+        "priority": priority,
+        "assignee_id": assignee_id,
+        "team_id": team_id,
+        "requester_id": requester_id,
+        "channel_id": channel_id,
+        "tag": tag,
+        "updated_since": updated_since,
+        "fts_q": search_term(dialect, q) if q else None,
+        "after": decode_cursor(cursor) if cursor else None,
+    }
+    params = {name: value for name, value in given.items() if value}
+    statement = _list_statement(dialect, tuple(params))
+    params["tenant_id"] = tenant_id
+    return statement, params
 
 
 def rows_to_public(rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
