@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from api.errors import Forbidden, RateLimited, Unauthorized
@@ -94,6 +94,20 @@ class Principal:
 
 _api_keys = ApiKey.__table__.c
 _users = User.__table__.c
+# Built once: constructing a statement per request cost as much as running it.
+_KEY_LOOKUP = select(
+    _api_keys.id,
+    _api_keys.tenant_id,
+    _api_keys.role,
+    _api_keys.key_hash,
+    _api_keys.revoked_at,
+    _api_keys.last_used_at,
+).where(_api_keys.prefix == bindparam("prefix"))
+# Three columns, not the ORM object: loading a User also loads its teams and their members
+# (selectin relationships), extra queries on every request.
+_USER_LOOKUP = select(_users.tenant_id, _users.role, _users.is_active).where(
+    _users.id == bindparam("user_id")
+)
 
 
 async def _from_api_key(session: AsyncSession, value: str) -> Principal:
@@ -101,19 +115,7 @@ async def _from_api_key(session: AsyncSession, value: str) -> Principal:
     if parts is None:
         raise Unauthorized("malformed API key")
     prefix, secret = parts
-    # Columns, not the ORM object: this runs on every integration request.
-    key = (
-        await session.execute(
-            select(
-                _api_keys.id,
-                _api_keys.tenant_id,
-                _api_keys.role,
-                _api_keys.key_hash,
-                _api_keys.revoked_at,
-                _api_keys.last_used_at,
-            ).where(_api_keys.prefix == prefix)
-        )
-    ).one_or_none()
+    key = (await session.execute(_KEY_LOOKUP, {"prefix": prefix})).one_or_none()
     if key is None or key.revoked_at is not None or not api_secret_matches(key.key_hash, secret):
         raise Unauthorized("invalid or revoked API key")
     now = utcnow()
@@ -152,13 +154,7 @@ async def _from_token(session: AsyncSession, settings: Settings, token: str) -> 
         user_id = uuid.UUID(claims["sub"])
     except ValueError as exc:
         raise Unauthorized("invalid token subject") from exc
-    # Three columns, not the ORM object: loading a User also loads its teams and their
-    # members (selectin relationships), extra queries on every request.
-    user = (
-        await session.execute(
-            select(_users.tenant_id, _users.role, _users.is_active).where(_users.id == user_id)
-        )
-    ).one_or_none()
+    user = (await session.execute(_USER_LOOKUP, {"user_id": user_id})).one_or_none()
     if user is None or not user.is_active or str(user.tenant_id) != claims["tid"]:
         raise Unauthorized("the token's user no longer exists or is deactivated")
     return Principal(tenant_id=user.tenant_id, role=Role(user.role), user_id=user_id)

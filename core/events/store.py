@@ -107,6 +107,10 @@ class EventContext:
 _PENDING = "relaydesk.pending_events"
 _events = cast(Table, EventRecord.__table__)
 _outbox = cast(Table, OutboxRecord.__table__)
+_LAST_VERSION = select(func.coalesce(func.max(_events.c.aggregate_version), 0)).where(
+    _events.c.aggregate_type == bindparam("aggregate_type"),
+    _events.c.aggregate_id == bindparam("aggregate_id"),
+)
 
 
 class EventRecorder:
@@ -129,10 +133,7 @@ class EventRecorder:
         key = (aggregate_type, aggregate_id)
         if key not in self._versions:
             current = await self.session.scalar(
-                select(func.coalesce(func.max(_events.c.aggregate_version), 0)).where(
-                    _events.c.aggregate_type == aggregate_type,
-                    _events.c.aggregate_id == aggregate_id,
-                )
+                _LAST_VERSION, {"aggregate_type": aggregate_type, "aggregate_id": aggregate_id}
             )
             self._versions[key] = int(current or 0)
         self._versions[key] += 1
