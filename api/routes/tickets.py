@@ -74,7 +74,7 @@ async def create_ticket(
 ) -> TicketPublic:
     """Create a ticket, standalone or from a conversation (`conversation_id`)."""
     ticket = await tickets.create_ticket(session, recorder, principal.tenant_id, body)
-    return (await tickets.to_public(session, [ticket]))[0]
+    return tickets.public(ticket, [body.conversation_id] if body.conversation_id else [])
 
 
 @router.post("/bulk", response_model=TicketBulkResult)
