@@ -36,8 +36,11 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_settings(runtime: RuntimeDep) -> Settings:
-    return runtime.settings
+# get_settings, get_session and get_principal read the runtime from the request, not
+# through RuntimeDep: FastAPI resolves every dependency edge again on every request.
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.runtime.settings
+    return settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -55,7 +58,8 @@ def _autocommit(engine: AsyncEngine) -> AsyncEngine:
     return found
 
 
-async def get_session(request: Request, runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    runtime: Runtime = request.app.state.runtime
     # A read-only request on PostgreSQL runs its statements in autocommit: under READ
     # COMMITTED each statement sees the same data either way, and it saves the BEGIN and
     # ROLLBACK round trips around every list and search. (SQLite keeps its transaction:
@@ -163,10 +167,10 @@ async def _from_token(session: AsyncSession, settings: Settings, token: str) -> 
 async def get_principal(
     request: Request,
     session: SessionDep,
-    runtime: RuntimeDep,
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> Principal:
+    runtime: Runtime = request.app.state.runtime
     if x_api_key:
         principal = await _from_api_key(session, x_api_key)
     elif authorization and authorization.lower().startswith("bearer "):
