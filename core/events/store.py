@@ -182,6 +182,8 @@ class EventRecorder:
             "attempts": 0,
         }
         sync = self.session.sync_session
+        if not sync.in_transaction():
+            sync.begin()  # as adding an ORM object would: a rollback then drops the rows
         transaction = sync.get_nested_transaction() or sync.get_transaction()
         sync.info.setdefault(_PENDING, []).append((transaction, row, outbox))
         # Read after commit to wake the outbox relay without polling.
