@@ -496,7 +496,7 @@ def rows_to_public(rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
     now = utcnow()
     items = as_dicts(rows)
     for item, row in zip(items, rows, strict=True):
-        item["sla"] = sla.sla_status(row, now)
+        item["sla"] = sla.sla_view(row, now)
     return items
 
 
