@@ -22,7 +22,7 @@ from api.schemas.conversations import (
     ReplyCreate,
 )
 from api.services import analyses, conversations
-from api.services.common import keyset_page
+from api.services.common import as_dicts, fetch_page
 from core.domain.conversations import Conversation, Message, Note
 from core.domain.enums import ConversationStatus, Priority
 
@@ -47,7 +47,7 @@ async def list_conversations(
     limit: Annotated[int | None, Query(ge=1, le=500)] = None,
 ) -> dict[str, object]:
     """List conversations, newest first, with filters and a stable cursor."""
-    query = conversations.conversation_query(
+    statement, params = conversations.conversation_query(
         session,
         principal.tenant_id,
         status=status,
@@ -59,11 +59,12 @@ async def list_conversations(
         priority=priority,
         updated_since=updated_since,
         q=q,
+        cursor=cursor,
     )
-    items, next_cursor = await keyset_page(
-        session, query, Conversation.id, cursor, limit or settings.api.page_size_default
+    rows, next_cursor = await fetch_page(
+        session, statement, params, limit or settings.api.page_size_default
     )
-    return {"items": items, "next_cursor": next_cursor}
+    return {"items": as_dicts(rows), "next_cursor": next_cursor}
 
 
 @router.get("/{conversation_id}", response_model=ConversationDetail)
