@@ -63,8 +63,11 @@ _messages = cast(Table, Message.__table__)
 _conversations = cast(Table, Conversation.__table__)
 _customers = cast(Table, Customer.__table__)
 _identities = cast(Table, CustomerIdentity.__table__)
-# MessagePublic's fields by column ("metadata" is `meta` on the ORM class only).
-_MESSAGE_COLUMNS = tuple(_messages.c[name] for name in MessagePublic.model_fields)
+# MessagePublic's stored fields by column ("metadata" is `meta` on the ORM class only;
+# the analysis arrives later, from the enrichment pipeline).
+_MESSAGE_COLUMNS = tuple(
+    _messages.c[name] for name in MessagePublic.model_fields if name in _messages.c
+)
 _REOPENS = (ConversationStatus.PENDING.value, ConversationStatus.SNOOZED.value)
 
 
