@@ -21,11 +21,14 @@ from api.routes import (
     inbound,
     intents,
     kb,
+    ops,
     tickets,
     users,
 )
 from core.runtime import Runtime
 from core.settings import Settings, get_settings
+from pipelines.inprocess import Enrichment, start_in_process
+from pipelines.ops import PipelineMonitor
 
 logger = logging.getLogger(__name__)
 
@@ -41,24 +44,36 @@ ROUTERS = (
     ai.router,
     kb.router,
     intents.router,
+    ops.router,
     health.router,
 )
 
 
-def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    """Build the API. Pass a `runtime` to share one engine and bus (tests, Serve)."""
+def create_app(
+    settings: Settings | None = None,
+    runtime: Runtime | None = None,
+    *,
+    enrichment: Enrichment = "off",
+) -> FastAPI:
+    """Build the API. Pass a `runtime` to share one engine and bus (tests, Serve).
+    `enrichment` says which part of the message pipeline runs in this process
+    (pipelines/inprocess.py): `relaydesk up` asks for it, tests and tools do not."""
     owns_runtime = runtime is None
     settings = settings or (runtime.settings if runtime else get_settings())
     runtime = runtime or Runtime.build(settings)
+    monitor = PipelineMonitor(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.bus.start()
         runtime.relay.start()
+        monitor.local = await start_in_process(runtime, enrichment)
         logger.info("RelayDesk API ready (%s mode)", settings.mode)
         try:
             yield
         finally:
+            if monitor.local is not None:
+                await monitor.local.stop()
             if owns_runtime:
                 await runtime.close()
 
@@ -69,6 +84,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.pipeline = monitor
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

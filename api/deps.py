@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from api.errors import Forbidden, RateLimited, Unauthorized
 from core.db.types import utcnow
@@ -35,8 +37,11 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_settings(runtime: RuntimeDep) -> Settings:
-    return runtime.settings
+# get_settings, get_session and get_principal read the runtime from the request, not
+# through RuntimeDep: FastAPI resolves every dependency edge again on every request.
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.runtime.settings
+    return settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -49,8 +54,29 @@ async def get_models(runtime: RuntimeDep) -> ModelService:
 ModelsDep = Annotated[ModelService, Depends(get_models)]
 
 
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
-    async with runtime.sessions() as session:
+_READ_METHODS = frozenset({"GET", "HEAD"})
+_autocommit_engines: weakref.WeakKeyDictionary[Any, AsyncEngine] = weakref.WeakKeyDictionary()
+
+
+def _autocommit(engine: AsyncEngine) -> AsyncEngine:
+    found = _autocommit_engines.get(engine.sync_engine)
+    if found is None:
+        found = engine.execution_options(isolation_level="AUTOCOMMIT")
+        _autocommit_engines[engine.sync_engine] = found
+    return found
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    runtime: Runtime = request.app.state.runtime
+    # A read-only request on PostgreSQL runs its statements in autocommit: under READ
+    # COMMITTED each statement sees the same data either way, and it saves the BEGIN and
+    # ROLLBACK round trips around every list and search. (SQLite keeps its transaction:
+    # its BEGIN is issued by the engine's own hook.)
+    if request.method in _READ_METHODS and runtime.engine.dialect.name == "postgresql":
+        session = runtime.sessions(bind=_autocommit(runtime.engine))
+    else:
+        session = runtime.sessions()
+    async with session:
         yield session
         if session.info.pop("outbox_written", False):
             runtime.relay.notify()
@@ -78,37 +104,69 @@ class Principal:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
 
 
+_api_keys = ApiKey.__table__.c
+_users = User.__table__.c
+# Built once: constructing a statement per request cost as much as running it.
+_KEY_LOOKUP = select(
+    _api_keys.id,
+    _api_keys.tenant_id,
+    _api_keys.role,
+    _api_keys.key_hash,
+    _api_keys.revoked_at,
+    _api_keys.last_used_at,
+).where(_api_keys.prefix == bindparam("prefix"))
+# Three columns, not the ORM object: loading a User also loads its teams and their members
+# (selectin relationships), extra queries on every request.
+_USER_LOOKUP = select(_users.tenant_id, _users.role, _users.is_active).where(
+    _users.id == bindparam("user_id")
+)
+
+
 async def _from_api_key(session: AsyncSession, value: str) -> Principal:
     parts = split_api_key(value)
     if parts is None:
         raise Unauthorized("malformed API key")
     prefix, secret = parts
-    key = await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    key = (await session.execute(_KEY_LOOKUP, {"prefix": prefix})).one_or_none()
     if key is None or key.revoked_at is not None or not api_secret_matches(key.key_hash, secret):
         raise Unauthorized("invalid or revoked API key")
     now = utcnow()
     # Writing on every request would make each read a write; a minute of precision is enough.
     if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
-        key.last_used_at = now
+        await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
         await session.commit()
     return Principal(tenant_id=key.tenant_id, role=Role(key.role), api_key_id=key.id)
 
 
-async def _from_token(session: AsyncSession, settings: Settings, token: str) -> Principal:
+# Verified claims by token: a signature check and JSON parse on every request cost more than
+# the user lookup. Keyed by the secret too, so a token is never trusted by another secret;
+# an entry is used only until the token's own expiry.
+_CLAIMS_CACHE_SIZE = 4096
+_claims_cache: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+
+def _claims(settings: Settings, token: str) -> dict[str, Any] | None:
+    key = (token, settings.auth.jwt_secret.get_secret_value(), settings.auth.jwt_algorithm)
+    claims = _claims_cache.get(key)
+    if claims is not None and time.time() < claims["exp"]:
+        return claims
     claims = decode_token(settings, token)
+    if claims is not None:
+        if len(_claims_cache) >= _CLAIMS_CACHE_SIZE:
+            _claims_cache.clear()
+        _claims_cache[key] = claims
+    return claims
+
+
+async def _from_token(session: AsyncSession, settings: Settings, token: str) -> Principal:
+    claims = _claims(settings, token)
     if claims is None:
         raise Unauthorized("invalid or expired token")
     try:
         user_id = uuid.UUID(claims["sub"])
     except ValueError as exc:
         raise Unauthorized("invalid token subject") from exc
-    # Three columns, not the ORM object: loading a User also loads its teams and their
-    # members (selectin relationships), extra queries on every request.
-    user = (
-        await session.execute(
-            select(User.tenant_id, User.role, User.is_active).where(User.id == user_id)
-        )
-    ).one_or_none()
+    user = (await session.execute(_USER_LOOKUP, {"user_id": user_id})).one_or_none()
     if user is None or not user.is_active or str(user.tenant_id) != claims["tid"]:
         raise Unauthorized("the token's user no longer exists or is deactivated")
     return Principal(tenant_id=user.tenant_id, role=Role(user.role), user_id=user_id)
@@ -117,10 +175,10 @@ async def _from_token(session: AsyncSession, settings: Settings, token: str) -> 
 async def get_principal(
     request: Request,
     session: SessionDep,
-    runtime: RuntimeDep,
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> Principal:
+    runtime: Runtime = request.app.state.runtime
     if x_api_key:
         principal = await _from_api_key(session, x_api_key)
     elif authorization and authorization.lower().startswith("bearer "):

@@ -20,9 +20,7 @@ from api.services.conversations import conversation_query
 from api.services.tickets import ticket_query
 from bench._corpus import COMMON_QUERIES, PRODUCT_WORDS, TAGS, TextGen
 from bench._seed import asyncpg_dsn
-from core.domain.conversations import Conversation
 from core.domain.enums import ConversationStatus
-from core.domain.tickets import Ticket
 
 AGENTS = 8  # distinct signed-in agents the clients act as
 
@@ -140,10 +138,12 @@ async def load_fixture(url: str, base: str, info: dict[str, Any]) -> Fixture:
     )
 
 
-def _compile(query: Select[Any]) -> tuple[str, list[str], dict[str, Any]]:
-    dialect = asyncpg_dialect()  # type: ignore[no-untyped-call]
-    compiled = query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-    return str(compiled), list(compiled.positiontup or []), dict(compiled.params)
+def _compile(query: Select[Any], params: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The SQL text asyncpg receives for `query` with `params`, and its arguments (the
+    expansion SQLAlchemy does at execution: IN lists rendered for their values)."""
+    compiled = query.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
+    state = compiled.construct_expanded_state(params)
+    return state.statement, list(state.positional_parameters)
 
 
 async def sql_statements(url: str, fx: Fixture) -> tuple[str, list[Any], str]:
@@ -152,13 +152,12 @@ async def sql_statements(url: str, fx: Fixture) -> tuple[str, list[Any], str]:
     engine = create_async_engine(url)
     try:
         session = AsyncSession(engine)
-        query = conversation_query(session, fx.tenant_id, status=[ConversationStatus.OPEN])
-        search = ticket_query(session, fx.tenant_id, q="-")
+        query, params = conversation_query(session, fx.tenant_id, status=[ConversationStatus.OPEN])
+        search, search_params = ticket_query(session, fx.tenant_id, q="-")
     finally:
         await engine.dispose()
-    sql, names, params = _compile(query.order_by(Conversation.id.desc()).limit(51))
-    list_args = [params[n] for n in names]
-    search_sql, names, _ = _compile(search.order_by(Ticket.id.desc()).limit(51))
-    if names != ["tenant_id_1", "fts_q", "param_1"]:
-        raise RuntimeError(f"unexpected search parameters {names}: update bench/_queries.py")
+    sql, list_args = _compile(query, {**params, "limit": 51})
+    search_sql, args = _compile(search, {**search_params, "limit": 51})
+    if args != [fx.tenant_id, "-", 51]:
+        raise RuntimeError(f"unexpected search parameters {args}: update bench/_queries.py")
     return sql, list_args, search_sql

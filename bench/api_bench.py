@@ -5,7 +5,7 @@
     .venv/bin/python bench/api_bench.py --workers 1,2    # both server sizes, one run
 
 Seeds its own database (`relaydesk_bench`, never the test one) with COPY, serves the real
-app with uvicorn on loopback, and drives it with closed-loop httpx clients: inbound
+app with uvicorn on loopback, and drives it with closed-loop HTTP clients: inbound
 messages/s, ticket creates/s, conversation list and ticket search latency, and the same
 list query sent straight to PostgreSQL with asyncpg as the floor. Prints a table and
 writes bench/results/api_bench-<time>.json. See docs/benchmarks.md."""
@@ -35,6 +35,7 @@ import httpx  # noqa: E402
 import uvloop  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from bench._http import LeanClient, LeanResponse  # noqa: E402
 from bench._load import CpuMeter, PhaseResult, percentile, run_phase  # noqa: E402
 from bench._queries import Fixture, load_fixture, sql_statements  # noqa: E402
 from bench._seed import JWT_SECRET, asyncpg_dsn, ensure_seeded  # noqa: E402
@@ -58,6 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--requests", type=int, help="requests per phase (instead of --duration)")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds dropped before a phase")
     p.add_argument("--workers", default="1", help="uvicorn workers; a list runs each: 1,2")
+    p.add_argument(
+        "--http-client",
+        default="lean",
+        help="load generator's HTTP client, lean (bench/_http.py) or httpx; a list runs each",
+    )
     p.add_argument("--reseed", action="store_true", help="drop and seed the database again")
     p.add_argument("--seed-only", action="store_true")
     p.add_argument(
@@ -153,21 +159,31 @@ def _postgres_parent(pid: int) -> int | None:
     return int(stat[stat.rindex(")") + 2 :].split()[1])
 
 
-def _expect(response: httpx.Response, *codes: int) -> None:
+def _expect(response: httpx.Response | LeanResponse, what: str, *codes: int) -> None:
     if response.status_code not in codes:
-        raise RuntimeError(f"{response.request.method} {response.request.url.path}: "
-                           f"{response.status_code} {response.text[:300]}")  # fmt: skip
+        raise RuntimeError(f"{what}: {response.status_code} {response.text[:300]}")
+
+
+def http_clients(kind: str, base: str, count: int) -> list[Any]:
+    """`count` single-connection clients of one kind (see bench/_http.py for why lean)."""
+    if kind == "lean":
+        return [LeanClient(base) for _ in range(count)]
+    if kind == "httpx":
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        return [httpx.AsyncClient(base_url=base, timeout=60, limits=limits) for _ in range(count)]
+    raise SystemExit(f"unknown --http-client {kind!r}: lean or httpx")
 
 
 async def api_phases(
-    args: argparse.Namespace, fx: Fixture, server: Server, meter: CpuMeter, tag: str
+    args: argparse.Namespace,
+    fx: Fixture,
+    server: Server,
+    meter: CpuMeter,
+    tag: str,
+    http_client: str,
 ) -> dict[str, PhaseResult]:
     wanted = set(args.phases.split(","))
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    clients = [
-        httpx.AsyncClient(base_url=server.base, timeout=60, limits=limits)
-        for _ in range(args.clients)
-    ]
+    clients = http_clients(http_client, server.base, args.clients)
     results: dict[str, PhaseResult] = {}
     run = {"clients": args.clients, "duration": args.duration, "requests": args.requests,
            "meter": meter, "warmup": args.warmup, "quiet": args.wait_quiet}  # fmt: skip
@@ -177,14 +193,15 @@ async def api_phases(
 
     async def list_open(i: int, n: int) -> None:
         r = await clients[i].get("/v1/conversations?status=open&limit=50", headers=bearer(i))
-        _expect(r, 200)
+        _expect(r, "list", 200)
 
     async def list_filtered(i: int, n: int) -> None:
         if n % 2:
             query = f"status=open&assignee_id={fx.tokens[n % len(fx.tokens)][1]}&limit=50"
         else:
             query = f"status=open&tag={fx.tags[n % len(fx.tags)]}&limit=50"
-        _expect(await clients[i].get(f"/v1/conversations?{query}", headers=bearer(i)), 200)
+        r = await clients[i].get(f"/v1/conversations?{query}", headers=bearer(i))
+        _expect(r, "filtered list", 200)
 
     by_class: dict[str, list[float]] = {k: [] for k in fx.search_terms}
 
@@ -195,18 +212,18 @@ async def api_phases(
         r = await clients[i].get(
             "/v1/tickets", params={"q": terms[n % len(terms)], "limit": 50}, headers=bearer(i)
         )
-        _expect(r, 200)
+        _expect(r, "search", 200)
         by_class[kind].append((time.perf_counter() - started) * 1000)
 
     async def inbound(i: int, n: int) -> None:
         r = await clients[i].post(
             "/v1/inbound", json=fx.inbound_body(f"{tag}.{n}"), headers={"X-API-Key": fx.api_key}
         )
-        _expect(r, 201)
+        _expect(r, "inbound", 201)
 
     async def create(i: int, n: int) -> None:
         r = await clients[i].post("/v1/tickets", json=fx.ticket_body(n), headers=bearer(i))
-        _expect(r, 201)
+        _expect(r, "ticket create", 201)
 
     single = {**run, "clients": 1, "duration": max(3.0, args.duration / 4), "requests": None}
     plan = [
@@ -351,9 +368,12 @@ async def main(args: argparse.Namespace) -> int:
                 print("SQL floor ...", flush=True)
                 results["sql"] = await sql_phases(args, fx, meter)
             meter = CpuMeter(server.proc.pid, meter.postmaster_pid, database)
-            print(f"API with {workers} uvicorn worker(s) ...", flush=True)
-            tag = f"{stamp}.w{workers}.{random.randrange(10**6)}"
-            results[f"workers={workers}"] = await api_phases(args, fx, server, meter, tag)
+            kinds = args.http_client.split(",")
+            for kind in kinds:
+                print(f"API with {workers} uvicorn worker(s), {kind} client ...", flush=True)
+                tag = f"{stamp}.w{workers}.{kind}.{random.randrange(10**6)}"
+                config = f"workers={workers}" + (f" client={kind}" if len(kinds) > 1 else "")
+                results[config] = await api_phases(args, fx, server, meter, tag, kind)
         finally:
             server.stop()
     verdicts = report(results)

@@ -33,7 +33,12 @@ class Runtime:
         sessions = create_sessionmaker(engine)
         bus: EventBus
         if settings.kafka.bootstrap_servers:
-            bus = KafkaEventBus(settings.kafka.bootstrap_servers, settings.kafka.topic_prefix)
+            bus = KafkaEventBus(
+                settings.kafka.bootstrap_servers,
+                settings.kafka.topic_prefix,
+                partitions=settings.kafka.partitions,
+                replication_factor=settings.kafka.replication_factor,
+            )
         else:
             bus = InMemoryEventBus()
         counter: WindowCounter = (

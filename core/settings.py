@@ -35,6 +35,31 @@ class KafkaSettings(BaseModel):
     bootstrap_servers: str = ""
     topic_prefix: str = "relaydesk."
     partitions: int = Field(default=6, ge=1, le=1024)
+    # Of the topics RelayDesk creates (existing topics are left as they are).
+    replication_factor: int = Field(default=1, ge=1, le=16)
+
+
+class PipelineSettings(BaseModel):
+    """The enrichment pipeline (pipelines/README.md): Kafka consumer actors when Kafka is
+    configured, the in-process subscriber otherwise."""
+
+    enabled: bool = True
+    consumer_group: str = "relaydesk-enrichment"
+    consumers: int = Field(default=2, ge=1, le=256)
+    # Ray CPUs each consumer actor reserves: on 2 cores Serve holds ~1.7 (serve/options.py).
+    consumer_cpus: float = Field(default=0.05, ge=0.0)
+    batch_max_messages: int = Field(default=64, ge=1, le=5000)
+    batch_max_wait_ms: int = Field(default=50, ge=1, le=60_000)
+    # Batches enriched concurrently per consumer (written and committed in order): the
+    # bound on in-flight work.
+    max_inflight_batches: int = Field(default=2, ge=1, le=32)
+    # Enrichment attempts per batch (then per message) before a message is dead-lettered.
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    retry_backoff_ms: int = Field(default=200, ge=0, le=60_000)
+    # Embedded mode: on start, enrich stored messages that have no analysis yet.
+    catch_up_on_start: bool = True
+    # A consumer that stops heartbeating (killed) loses its partitions after this long.
+    session_timeout_ms: int = Field(default=10_000, ge=1000, le=300_000)
 
 
 class RaySettings(BaseModel):
@@ -102,6 +127,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     api: ApiSettings = ApiSettings()
     ai: AiSettings = AiSettings()
+    pipeline: PipelineSettings = PipelineSettings()
 
     @model_validator(mode="after")
     def _fold_short_names(self) -> Settings:

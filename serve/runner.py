@@ -83,15 +83,21 @@ def run_until_interrupted(
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, lambda *_: stop.set())
     started = False
+    pool: Any = None
     try:
         started, dashboard_url = start_ray(settings, dashboard=dashboard)
         args = AppArgs(data_dir=str(settings.data_dir.resolve()))
         api_url = deploy(settings, host, port, args)
+        pool = start_pipeline(settings)
         on_ready(Deployed(api_url=api_url, dashboard_url=dashboard_url, started_ray=started))
         stop.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if pool is not None:
+            from pipelines.actors import stop_pool
+
+            stop_pool(pool)
         if ray.is_initialized():
             try:
                 if started:
@@ -102,6 +108,17 @@ def run_until_interrupted(
                     serve.delete(APP_NAME)
             finally:
                 ray.shutdown()
+
+
+def start_pipeline(settings: Settings) -> Any:
+    """With Kafka configured, the consumer actor pool on the Serve app's Enricher; without,
+    nothing here (the API ingress enriches from its in-process bus)."""
+    if not (settings.kafka.bootstrap_servers and settings.pipeline.enabled):
+        return None
+    from pipelines.actors import ServeEnricher, start_pool
+    from serve.app import APP_NAME
+
+    return start_pool(settings, ServeEnricher(app_name=APP_NAME))
 
 
 def ensure_models(settings: Settings) -> None:

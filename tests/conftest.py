@@ -6,7 +6,9 @@ started by `scripts/services up`; the services' URLs come from `scripts/services
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import warnings
 
 # No test may reach a model hub or send telemetry; set before any ML library is imported.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -132,6 +134,24 @@ async def backend(
         settings = await _sqlite_settings(tmp_path_factory.mktemp("sqlite-data"))
     async with serving(request.param, settings) as ready:
         yield ready
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One real local Ray for the session (dashboard off, loopback only)."""
+    import ray
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        # Ray's client sockets are closed by the garbage collector: collect them now, not
+        # inside a later test that would get the warning.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
 
 
 @pytest.fixture(scope="session")

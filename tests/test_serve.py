@@ -65,13 +65,14 @@ class App:
 
 @pytest.fixture(scope="module")
 def app(
-    tmp_path_factory: pytest.TempPathFactory, models_cache: Path, analyzer: Analyzer
+    tmp_path_factory: pytest.TempPathFactory,
+    models_cache: Path,
+    analyzer: Analyzer,
+    ray_session: None,
 ) -> Iterator[App]:
     # `analyzer` makes sure the encoder and its heads are built in the models cache: the
     # replicas refuse to build.
     data_dir, key = embedded_data_dir(tmp_path_factory.mktemp("serve") / "data", models_cache)
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     port = free_port()
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -83,7 +84,6 @@ def app(
             client.http.close()  # an open keep-alive socket fails the session (warnings)
     finally:
         serve.shutdown()
-        ray.shutdown()
 
 
 def test_analyze_over_http(app: App) -> None:

@@ -21,8 +21,8 @@ from api.schemas.conversations import (
     NotePublic,
     ReplyCreate,
 )
-from api.services import conversations
-from api.services.common import keyset_page
+from api.services import analyses, conversations
+from api.services.common import as_dicts, fetch_page
 from core.domain.conversations import Conversation, Message, Note
 from core.domain.enums import ConversationStatus, Priority
 
@@ -47,7 +47,7 @@ async def list_conversations(
     limit: Annotated[int | None, Query(ge=1, le=500)] = None,
 ) -> dict[str, object]:
     """List conversations, newest first, with filters and a stable cursor."""
-    query = conversations.conversation_query(
+    statement, params = conversations.conversation_query(
         session,
         principal.tenant_id,
         status=status,
@@ -59,11 +59,12 @@ async def list_conversations(
         priority=priority,
         updated_since=updated_since,
         q=q,
+        cursor=cursor,
     )
-    items, next_cursor = await keyset_page(
-        session, query, Conversation.id, cursor, limit or settings.api.page_size_default
+    rows, next_cursor = await fetch_page(
+        session, statement, params, limit or settings.api.page_size_default
     )
-    return {"items": items, "next_cursor": next_cursor}
+    return {"items": as_dicts(rows), "next_cursor": next_cursor}
 
 
 @router.get("/{conversation_id}", response_model=ConversationDetail)
@@ -77,12 +78,17 @@ async def get_conversation(
     conversation, messages, notes, ticket_ids = await conversations.detail(
         session, principal.tenant_id, conversation_id, messages_limit
     )
+    found = await analyses.latest_analyses(session, [m.id for m in messages])
     return ConversationDetail.model_validate(
         {
             **ConversationPublic.model_validate(conversation).model_dump(),
-            "messages": [MessagePublic.model_validate(m) for m in messages],
+            "messages": [
+                MessagePublic.model_validate(m).model_copy(update={"analysis": found.get(m.id)})
+                for m in messages
+            ],
             "notes": [NotePublic.model_validate(n) for n in notes],
             "ticket_ids": ticket_ids,
+            "ai": await analyses.conversation_insight(session, conversation.id),
         }
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from api.deps import Agent, RecorderDep, SessionDep
-from api.schemas.conversations import InboundMessage, InboundResult, MessagePublic
+from api.schemas.conversations import InboundMessage, InboundResult
 from api.services import inbound
 
 router = APIRouter(prefix="/v1/inbound", tags=["inbound"])
@@ -23,14 +23,14 @@ async def receive(
     session: SessionDep,
     recorder: RecorderDep,
     principal: Agent,
-) -> InboundResult:
+) -> dict[str, object]:
     """Store a customer message: 201 when new, 200 with the stored one when a duplicate."""
     outcome = await inbound.receive(session, recorder, principal.tenant_id, body)
     if not outcome.created:
         response.status_code = status.HTTP_200_OK
-    return InboundResult(
-        created=outcome.created,
-        message=MessagePublic.model_validate(outcome.message),
-        conversation_id=outcome.conversation_id,
-        customer_id=outcome.customer_id,
-    )
+    return {
+        "created": outcome.created,
+        "message": outcome.message,
+        "conversation_id": outcome.conversation_id,
+        "customer_id": outcome.customer_id,
+    }

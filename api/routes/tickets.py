@@ -20,7 +20,7 @@ from api.schemas.tickets import (
     TicketUpdate,
 )
 from api.services import tickets
-from api.services.common import get_owned, keyset_page
+from api.services.common import fetch_page, get_owned
 from core.domain.enums import Priority, TicketStatus
 from core.domain.tickets import Ticket
 from core.events.store import EventRecord
@@ -48,7 +48,7 @@ async def list_tickets(
     limit: Annotated[int | None, Query(ge=1, le=500)] = None,
 ) -> dict[str, object]:
     """List and search tickets, newest first, with a stable cursor."""
-    query = tickets.ticket_query(
+    statement, params = tickets.ticket_query(
         session,
         principal.tenant_id,
         status=status,
@@ -60,11 +60,12 @@ async def list_tickets(
         tag=tag,
         updated_since=updated_since,
         q=q,
+        cursor=cursor,
     )
-    items, next_cursor = await keyset_page(
-        session, query, Ticket.id, cursor, limit or settings.api.page_size_default
+    rows, next_cursor = await fetch_page(
+        session, statement, params, limit or settings.api.page_size_default
     )
-    return {"items": await tickets.to_public(session, items), "next_cursor": next_cursor}
+    return {"items": tickets.rows_to_public(rows), "next_cursor": next_cursor}
 
 
 @router.post("", response_model=TicketPublic, status_code=status.HTTP_201_CREATED)
@@ -73,7 +74,7 @@ async def create_ticket(
 ) -> TicketPublic:
     """Create a ticket, standalone or from a conversation (`conversation_id`)."""
     ticket = await tickets.create_ticket(session, recorder, principal.tenant_id, body)
-    return (await tickets.to_public(session, [ticket]))[0]
+    return tickets.public(ticket, [body.conversation_id] if body.conversation_id else [])
 
 
 @router.post("/bulk", response_model=TicketBulkResult)

@@ -61,6 +61,37 @@ class InboundMessage(Input):
         return self
 
 
+class MessageAnalysisPublic(Output):
+    """The latest analysis of a message by the enrichment pipeline."""
+
+    model_version: str = Field(description="Digest of the versions of every model used.")
+    encoder_version: str
+    versions: dict[str, str]
+    language: str | None
+    intent: str | None
+    sentiment: str | None
+    urgency: str | None
+    probabilities: dict[str, Any]
+    entities: list[dict[str, Any]]
+    details: dict[str, Any] = Field(description="Confidences, abstention reasons, notes.")
+    created_at: datetime
+
+
+class ConversationInsightPublic(Output):
+    """The conversation as the models read it, folded over its messages in order."""
+
+    language: str | None
+    intent: str | None
+    urgency: str | None
+    sentiment: str | None
+    sentiment_score: float = Field(description="Moving average of P(positive) - P(negative).")
+    sentiment_trend: str = Field(description="improving, steady or worsening")
+    suggested_priority: Priority
+    analyzed_messages: int
+    last_message_id: uuid.UUID | None
+    updated_at: datetime
+
+
 class MessagePublic(Output):
     id: uuid.UUID
     conversation_id: uuid.UUID
@@ -76,6 +107,9 @@ class MessagePublic(Output):
     delivery_error: dict[str, Any] | None
     sent_at: datetime
     created_at: datetime
+    analysis: MessageAnalysisPublic | None = Field(
+        default=None, description="Set on conversation reads once the message is analyzed."
+    )
 
 
 class InboundResult(Output):
@@ -116,6 +150,7 @@ class ConversationDetail(ConversationPublic):
     messages: list[MessagePublic]
     notes: list[NotePublic]
     ticket_ids: list[uuid.UUID]
+    ai: ConversationInsightPublic | None = None
 
 
 class ReplyCreate(Input):

@@ -17,6 +17,7 @@ from api.errors import BadRequest, NotFound
 from api.schemas.common import unique_tags
 from api.schemas.kb import KbArticleCreate, KbArticleUpdate
 from api.services.common import json_array_contains
+from core.db.engine import dialect_name
 from core.db.types import utcnow
 from core.domain.knowledge import KbArticle
 from models.service import ModelService
@@ -42,7 +43,7 @@ def article_query(
     if language:
         query = query.where(KbArticle.language == language)
     if tag:
-        query = query.where(json_array_contains(session, KbArticle.tags, tag))
+        query = query.where(json_array_contains(dialect_name(session), KbArticle.tags, tag))
     return query
 
 

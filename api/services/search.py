@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import ColumnElement, text
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from core.db.engine import dialect_name
+from sqlalchemy import ColumnElement, String, bindparam, text
 
 # PostgreSQL: the per-ticket document kept by triggers (migration 0002) holds the subject,
 # the description and the messages of linked conversations, so one GIN-indexed column
@@ -46,17 +43,22 @@ def fts5_query(q: str) -> str:
     return " ".join(f'"{t}"' for t in terms) or '""'
 
 
-def _clause(session: AsyncSession, q: str, pg: str, lite: str) -> ColumnElement[bool]:
-    if dialect_name(session) == "postgresql":
-        return text(pg).bindparams(fts_q=q)  # type: ignore[return-value]
-    return text(lite).bindparams(fts_q=fts5_query(q))  # type: ignore[return-value]
+def search_term(dialect: str, q: str) -> str:
+    """The value the text-match clauses' `fts_q` parameter takes for `q`."""
+    return q if dialect == "postgresql" else fts5_query(q)
 
 
-def ticket_text_match(session: AsyncSession, q: str) -> ColumnElement[bool]:
+def _clause(dialect: str, pg: str, lite: str) -> ColumnElement[bool]:
+    # Typed, so that PostgreSQL gets `$n::VARCHAR` as it did with a value bound here.
+    clause = text(pg if dialect == "postgresql" else lite)
+    return clause.bindparams(bindparam("fts_q", type_=String))  # type: ignore[return-value]
+
+
+def ticket_text_match(dialect: str) -> ColumnElement[bool]:
     """Tickets whose subject or description, or any message of a linked conversation,
-    contains every word of `q`."""
-    return _clause(session, q, _PG_TICKETS, _SQLITE_TICKETS)
+    contains every word of the `fts_q` parameter (see `search_term`)."""
+    return _clause(dialect, _PG_TICKETS, _SQLITE_TICKETS)
 
 
-def conversation_text_match(session: AsyncSession, q: str) -> ColumnElement[bool]:
-    return _clause(session, q, _PG_CONVERSATIONS, _SQLITE_CONVERSATIONS)
+def conversation_text_match(dialect: str) -> ColumnElement[bool]:
+    return _clause(dialect, _PG_CONVERSATIONS, _SQLITE_CONVERSATIONS)

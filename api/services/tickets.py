@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, exists, select, update
+from sqlalchemy import (
+    Insert,
+    Row,
+    Select,
+    String,
+    Table,
+    Update,
+    bindparam,
+    exists,
+    insert,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from api.errors import BadRequest, Conflict, NotFound
+from api.schemas.common import decode_cursor
 from api.schemas.tickets import BulkChanges, TicketCreate, TicketPublic, TicketUpdate
+from core.db.engine import dialect_name
 from core.db.types import utcnow, uuid7
 from core.domain.conversations import Conversation, Message
 from core.domain.customers import Customer
@@ -24,8 +41,8 @@ from core.events.store import EventRecord, EventRecorder
 from core.events.types import DomainEvent
 
 from . import sla
-from .common import check_owned, get_owned
-from .search import ticket_text_match
+from .common import as_dicts, check_owned, get_owned, id_list, json_array_contains, keyset
+from .search import search_term, ticket_text_match
 
 
 class IllegalTransition(Conflict):
@@ -54,16 +71,53 @@ def _set_status(ticket: Ticket, target: TicketStatus, now: datetime) -> None:
         ticket.solved_at = None
 
 
-async def _next_number(session: AsyncSession, tenant_id: uuid.UUID) -> int:
-    # Incrementing the tenant row locks it, so concurrent creates get distinct numbers.
-    number = await session.scalar(
-        update(Tenant)
-        .where(Tenant.id == tenant_id)
-        .values(next_ticket_number=Tenant.next_ticket_number + 1)
-        .returning(Tenant.next_ticket_number - 1)
+_tenants = cast(Table, Tenant.__table__)
+
+
+@functools.lru_cache(maxsize=64)
+def _numbered_insert(dialect: str, columns: tuple[str, ...]) -> tuple[Update, Insert]:
+    """The statements that number and insert a ticket: the tenant's counter row is
+    incremented (and so locked until commit, which is what makes numbers distinct and
+    gapless) and its old value is the ticket's number. On PostgreSQL they are one
+    statement, the counter's UPDATE a CTE of the INSERT: one round trip less with the
+    lock held."""
+    t = _tenants.c
+    take = (
+        update(_tenants)
+        .where(t.id == bindparam("counter_of"))
+        .values(next_ticket_number=t.next_ticket_number + 1)
+        .returning((t.next_ticket_number - 1).label("number"))
     )
+    # Prefixed: an execution parameter named like a column of `tenants` would also be SET.
+    values = [bindparam(f"new_{c}", type_=_tickets.c[c].type) for c in columns]
+    if dialect != "postgresql":
+        given = {c: v for c, v in zip(columns, values, strict=True)}
+        given["number"] = bindparam("new_number", type_=_tickets.c.number.type)
+        return take, insert(_tickets).values(given)
+    taken = take.cte("next_number")
+    row = select(*values, taken.c.number)
+    numbered = insert(_tickets).from_select([*columns, "number"], row)
+    return take, numbered.returning(_tickets.c.number)
+
+
+async def _insert_numbered(session: AsyncSession, ticket: Ticket) -> None:
+    """INSERT the (transient) ticket with the tenant's next number. Called with everything
+    else read and computed, so the tenant row stays locked only for what follows: the
+    links, the events and the commit."""
+    state = inspect(ticket).dict
+    values = {a.key: state[a.key] for a in inspect(Ticket).column_attrs if a.key in state}
+    values.pop("number", None)
+    dialect = dialect_name(session)
+    take, insert_ticket = _numbered_insert(dialect, tuple(values))
+    params = {f"new_{name}": value for name, value in values.items()}
+    params["counter_of"] = ticket.tenant_id
+    if dialect == "postgresql":
+        number = await session.scalar(insert_ticket, params)
+    else:
+        number = await session.scalar(take, params)
+        await session.execute(insert_ticket, {**params, "new_number": number})
     assert number is not None
-    return int(number)
+    ticket.number = int(number)
 
 
 async def _check_refs(session: AsyncSession, tenant_id: uuid.UUID, fields: dict[str, Any]) -> None:
@@ -139,19 +193,13 @@ async def create_ticket(
         raise BadRequest("a ticket starts unsolved", code="invalid_initial_status")
     now = utcnow()
     ticket = Ticket(
-        id=uuid7(),
-        tenant_id=tenant_id,
-        number=await _next_number(session, tenant_id),
-        created_at=now,
-        updated_at=now,
-        **fields,
+        id=uuid7(), tenant_id=tenant_id, version=1, created_at=now, updated_at=now, **fields
     )
     if conversation is not None:
         ticket.first_responded_at = conversation.first_reply_at
-    # Everything is set before the INSERT, so a new ticket starts at version 1.
     sla.apply_policy(ticket, await sla.policy_for(session, ticket), now)
-    session.add(ticket)
-    await session.flush()
+    # Everything is read and computed: the number is taken last (see _insert_numbered).
+    await _insert_numbered(session, ticket)
     await _record(
         recorder,
         ticket,
@@ -348,6 +396,65 @@ def _failed(ticket_id: uuid.UUID, code: str, message: str, details: Any = None) 
     }
 
 
+_tickets = cast(Table, Ticket.__table__)
+_conversations = cast(Table, Conversation.__table__)
+_links = ticket_conversations.c
+# TicketPublic's own columns and what its `sla` view is computed from.
+_PUBLIC = tuple(name for name in TicketPublic.model_fields if name in _tickets.c)
+_SLA = (
+    "status",
+    "sla_policy_id",
+    "first_response_due_at",
+    "resolution_due_at",
+    "first_responded_at",
+    "solved_at",
+    "first_response_breached",
+    "resolution_breached",
+)
+_ROW_COLUMNS = tuple(_tickets.c[name] for name in dict.fromkeys(_PUBLIC + _SLA))
+
+
+_EQUALS = ("priority", "assignee_id", "team_id", "requester_id")
+
+
+@functools.lru_cache(maxsize=512)
+def _list_statement(dialect: str, names: tuple[str, ...]) -> Select[Any]:
+    """The list and search statement for one combination of filters, with bound
+    parameters: built and compiled once (see conversations.py)."""
+    c = _tickets.c
+    links = id_list(
+        dialect,
+        select(_links.conversation_id)
+        .where(_links.ticket_id == c.id)
+        .order_by(_links.conversation_id)
+        .correlate(_tickets),
+    )
+    query = select(*_ROW_COLUMNS, links.label("conversation_ids")).where(
+        c.tenant_id == bindparam("tenant_id")
+    )
+    for name in names:
+        if name == "status":
+            query = query.where(c.status.in_(bindparam("status", expanding=True)))
+        elif name in _EQUALS:
+            query = query.where(c[name] == bindparam(name))
+        elif name == "channel_id":
+            query = query.where(
+                exists()
+                .where(_links.ticket_id == c.id)
+                .where(_links.conversation_id == _conversations.c.id)
+                .where(_conversations.c.channel_id == bindparam("channel_id"))
+            )
+        elif name == "tag":
+            query = query.where(
+                json_array_contains(dialect, c.tags, bindparam("tag", type_=String))
+            )
+        elif name == "updated_since":
+            query = query.where(c.updated_at >= bindparam("updated_since"))
+        elif name == "fts_q":
+            query = query.where(ticket_text_match(dialect))
+    return keyset(query, c.id, "after" in names)
+
+
 def ticket_query(
     session: AsyncSession,
     tenant_id: uuid.UUID,
@@ -361,57 +468,63 @@ def ticket_query(
     tag: str | None = None,
     updated_since: datetime | None = None,
     q: str | None = None,
-) -> Select[Ticket]:
-    from .common import json_array_contains
+    cursor: str | None = None,
+) -> tuple[Select[Any], dict[str, Any]]:
+    """The list and search statement (the columns TicketPublic needs and each ticket's
+    linked conversation ids, newest first, `limit` rows) and its parameters."""
+    dialect = dialect_name(session)
+    given: dict[str, Any] = {
+        "status": [s.value for s in status] if status else None,
+        "priority": priority,
+        "assignee_id": assignee_id,
+        "team_id": team_id,
+        "requester_id": requester_id,
+        "channel_id": channel_id,
+        "tag": tag,
+        "updated_since": updated_since,
+        "fts_q": search_term(dialect, q) if q else None,
+        "after": decode_cursor(cursor) if cursor else None,
+    }
+    params = {name: value for name, value in given.items() if value}
+    statement = _list_statement(dialect, tuple(params))
+    params["tenant_id"] = tenant_id
+    return statement, params
 
-    query = select(Ticket).where(Ticket.tenant_id == tenant_id)
-    if status:
-        query = query.where(Ticket.status.in_([s.value for s in status]))
-    if priority:
-        query = query.where(Ticket.priority == priority)
-    if assignee_id:
-        query = query.where(Ticket.assignee_id == assignee_id)
-    if team_id:
-        query = query.where(Ticket.team_id == team_id)
-    if requester_id:
-        query = query.where(Ticket.requester_id == requester_id)
-    if channel_id:
-        query = query.where(
-            exists()
-            .where(ticket_conversations.c.ticket_id == Ticket.id)
-            .where(ticket_conversations.c.conversation_id == Conversation.id)
-            .where(Conversation.channel_id == channel_id)
-        )
-    if tag:
-        query = query.where(json_array_contains(session, Ticket.tags, tag))
-    if updated_since:
-        query = query.where(Ticket.updated_at >= updated_since)
-    if q:
-        query = query.where(ticket_text_match(session, q))
-    return query
+
+def rows_to_public(rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
+    """Rows of `ticket_query` as TicketPublic's fields, with the SLA judged now."""
+    now = utcnow()
+    items = as_dicts(rows)
+    for item, row in zip(items, rows, strict=True):
+        item["sla"] = sla.sla_view(row, now)
+    return items
 
 
 async def to_public(session: AsyncSession, tickets: list[Ticket]) -> list[TicketPublic]:
     links: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
     if tickets:
         rows = await session.execute(
-            select(ticket_conversations.c.ticket_id, ticket_conversations.c.conversation_id).where(
-                ticket_conversations.c.ticket_id.in_([t.id for t in tickets])
-            )
+            select(_links.ticket_id, _links.conversation_id)
+            .where(_links.ticket_id.in_([t.id for t in tickets]))
+            .order_by(_links.ticket_id, _links.conversation_id)
         )
         for ticket_id, conversation_id in rows:
             links[ticket_id].append(conversation_id)
     now = utcnow()
-    return [
-        TicketPublic.model_validate(
-            {
-                **{c: getattr(t, c) for c in TicketPublic.model_fields if hasattr(t, c)},
-                "conversation_ids": links[t.id],
-                "sla": sla.sla_status(t, now),
-            }
-        )
-        for t in tickets
-    ]
+    return [public(t, links[t.id], now) for t in tickets]
+
+
+def public(
+    ticket: Ticket, conversation_ids: list[uuid.UUID], now: datetime | None = None
+) -> TicketPublic:
+    """A ticket whose links are known (`to_public` reads them)."""
+    return TicketPublic.model_validate(
+        {
+            **{c: getattr(ticket, c) for c in TicketPublic.model_fields if hasattr(ticket, c)},
+            "conversation_ids": conversation_ids,
+            "sla": sla.sla_status(ticket, now),
+        }
+    )
 
 
 async def ticket_events(

@@ -35,7 +35,23 @@ def _mount_models() -> None:
     app.add_typer(models_app, name="models", help="Build and inspect RelayDesk's models.")
 
 
+def _mount_pipeline() -> None:
+    from pipelines.cli import app as pipeline_app
+
+    app.add_typer(pipeline_app, name="pipeline", help="The Kafka enrichment pipeline.")
+
+
 _mount_models()
+_mount_pipeline()
+
+
+def _mount_eval() -> None:
+    from training.eval.cli import eval_command
+
+    app.command("eval")(eval_command)
+
+
+_mount_eval()
 
 T = TypeVar("T")
 
@@ -191,7 +207,8 @@ def _up_uvicorn(settings: Settings, host: str, port: int) -> None:
     from api.app import create_app
 
     typer.echo(f"RelayDesk API on http://{host}:{port}  (OpenAPI: http://{host}:{port}/docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # The message pipeline runs in this process: in-process bus, or one Kafka consumer.
+    uvicorn.run(create_app(settings, enrichment="all"), host=host, port=port, log_level="info")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core.db.base import Base
+from core.domain.analyses import ConversationInsight, MessageAnalysis
 from core.domain.channels import Channel
 from core.domain.conversations import Conversation, Message, Note
 from core.domain.customers import Customer, CustomerIdentity
@@ -19,12 +20,14 @@ __all__ = [
     "Base",
     "Channel",
     "Conversation",
+    "ConversationInsight",
     "Customer",
     "CustomerIdentity",
     "EventRecord",
     "IdempotencyRecord",
     "KbArticle",
     "Message",
+    "MessageAnalysis",
     "Note",
     "OutboxRecord",
     "SlaPolicy",

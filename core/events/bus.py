@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from core.events.types import Topic
+
 logger = logging.getLogger(__name__)
 
 
@@ -69,12 +71,49 @@ class InMemoryEventBus:
         return None
 
 
-class KafkaEventBus:
-    """Idempotent producer with `acks=all`: a retried send is not written twice."""
+_TOPIC_EXISTS = 36
 
-    def __init__(self, bootstrap_servers: str, topic_prefix: str = "") -> None:
+
+async def ensure_topics(
+    bootstrap_servers: str, names: list[str], *, partitions: int, replication_factor: int = 1
+) -> list[str]:
+    """Create the topics that do not exist yet (with `partitions` partitions, keyed
+    messages of one conversation stay in one of them); returns those created."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        response = await admin.create_topics(
+            [NewTopic(name, partitions, replication_factor) for name in names]
+        )
+    finally:
+        await admin.close()
+    created = []
+    for name, code, message in response.topic_errors:
+        if code == 0:
+            created.append(name)
+        elif code != _TOPIC_EXISTS:
+            raise RuntimeError(f"cannot create Kafka topic {name}: {message} (error {code})")
+    return created
+
+
+class KafkaEventBus:
+    """Idempotent producer with `acks=all`: a retried send is not written twice. On start
+    it creates the RelayDesk topics that are missing, with `partitions` partitions."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic_prefix: str = "",
+        *,
+        partitions: int = 6,
+        replication_factor: int = 1,
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topic_prefix = topic_prefix
+        self.partitions = partitions
+        self.replication_factor = replication_factor
         self._producer: Any = None
         self._lock = asyncio.Lock()
 
@@ -84,6 +123,16 @@ class KafkaEventBus:
         async with self._lock:
             if self._producer is not None:
                 return
+            try:
+                await ensure_topics(
+                    self.bootstrap_servers,
+                    [self.topic_prefix + topic.value for topic in Topic],
+                    partitions=self.partitions,
+                    replication_factor=self.replication_factor,
+                )
+            except Exception:
+                # Brokers that auto-create topics still take the messages.
+                logger.warning("could not create the Kafka topics", exc_info=True)
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap_servers,
                 acks="all",

@@ -17,6 +17,7 @@ class DomainEvent(StrEnum):
     CONVERSATION_MERGED = "conversation.merged"
     MESSAGE_RECEIVED = "message.received"
     MESSAGE_SENT = "message.sent"
+    MESSAGE_ANALYZED = "message.analyzed"
     NOTE_ADDED = "note.added"
     TICKET_CREATED = "ticket.created"
     TICKET_UPDATED = "ticket.updated"
@@ -37,6 +38,8 @@ class Topic(StrEnum):
 def topic_for(event: DomainEvent) -> Topic:
     if event in (DomainEvent.MESSAGE_RECEIVED, DomainEvent.MESSAGE_SENT):
         return Topic.MESSAGES_RECEIVED
+    if event is DomainEvent.MESSAGE_ANALYZED:
+        return Topic.MESSAGES_ANALYZED
     if event.value.startswith("ticket."):
         return Topic.TICKETS_EVENTS
     return Topic.DOMAIN_EVENTS

@@ -7,8 +7,14 @@ single temperature T on the validation part, by minimising its negative log-like
 one with the lowest calibrated validation log-loss is kept. The head that ships is the one
 whose logits T was fitted on (no refit on all rows: a refit changes the logit scale).
 
+Optionally the head reads the embedding through an RBF kernel feature map
+(`models.heads.kernel.RbfFeatureMap`, fitted on the training part only): the regression and
+its standardisation then apply to the kernel features, and everything else is the same.
+
 Saved as a folder: `head.json` (labels, temperature, encoder name and version, training
-info) and `weights.npz` (coef, intercept, mean, scale), loaded without pickle."""
+info, the feature map's parameters) and `weights.npz` (coef, intercept, mean, scale, the
+feature map's arrays), loaded without pickle. A head with a feature map is written as format
+2, which older code refuses instead of misreading."""
 
 from __future__ import annotations
 
@@ -24,18 +30,29 @@ import numpy as np
 import numpy.typing as npt
 
 from models.encoder import Encoder
+from models.heads.kernel import RbfFeatureMap
 
 F32Array = npt.NDArray[np.float32]
 F64Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 FORMAT_VERSION = 1
+FORMAT_WITH_FEATURE_MAP = 2
 HEAD_JSON = "head.json"
 WEIGHTS_NPZ = "weights.npz"
 LOW_CONFIDENCE = "low_confidence"
 NO_ENABLED_LABEL = "no_enabled_label"
 ECE_BINS = 15
 EXTRA = "extra_"
+FEATURE_MAP = "map_"
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """Read the embedding through an RBF Nyström map (see `models.heads.kernel`)."""
+
+    n_components: int
+    gamma: float
 
 
 class EncoderMismatchError(ValueError):
@@ -133,6 +150,7 @@ class CalibratedHead:
     info: dict[str, Any] = field(default_factory=dict)
     # task-specific arrays saved with the weights (the intent head keeps class centroids here)
     arrays: dict[str, F32Array] = field(default_factory=dict)
+    feature_map: RbfFeatureMap | None = None
 
     @classmethod
     def fit(
@@ -149,6 +167,7 @@ class CalibratedHead:
         sample_weight: npt.NDArray[np.floating[Any]] | None = None,
         calibration_groups: Sequence[str] | None = None,
         info: dict[str, Any] | None = None,
+        kernel: KernelSpec | None = None,
     ) -> CalibratedHead:
         """Fit on a stratified training part, temperature (and C) on the validation part.
 
@@ -166,6 +185,12 @@ class CalibratedHead:
         x = np.asarray(features, dtype=np.float64)
         y = np.array([index[t] for t in targets], dtype=np.int64)
         train, val = stratified_split(y, val_fraction, seed)
+        feature_map = None
+        if kernel is not None:
+            feature_map = RbfFeatureMap.fit(
+                x[train], n_components=kernel.n_components, gamma=kernel.gamma, seed=seed
+            )
+            x = feature_map.transform(x)
         mean = x[train].mean(axis=0)
         scale = np.maximum(x[train].std(axis=0), 1e-6)
         z = (x - mean) / scale
@@ -190,6 +215,7 @@ class CalibratedHead:
             "val_accuracy": round(float((val_probs.argmax(axis=1) == y[val]).mean()), 4),
             "val_ece": round(expected_calibration_error(val_probs, y[val]), 4),
             "calibration_groups": sorted(set(calibration_groups or [])),
+            **({"feature_map": feature_map.describe()} if feature_map else {}),
             **(info or {}),
         }
         return cls(
@@ -203,6 +229,7 @@ class CalibratedHead:
             encoder_name=encoder.name,
             encoder_version=encoder.version,
             info=details,
+            feature_map=feature_map,
         )
 
     def fingerprint(self) -> str:
@@ -210,16 +237,24 @@ class CalibratedHead:
         digest = hashlib.sha256(json.dumps([self.task, self.labels, self.temperature]).encode())
         for array in (self.coef, self.intercept, self.mean, self.scale):
             digest.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
+        if self.feature_map is not None:
+            for kernel_array in self.feature_map.arrays().values():
+                digest.update(np.ascontiguousarray(kernel_array).tobytes())
         return digest.hexdigest()[:16]
 
     @property
     def dim(self) -> int:
+        """Input columns: the embedding (plus extras), before any feature map."""
+        if self.feature_map is not None:
+            return self.feature_map.input_dim
         return int(self.coef.shape[1])
 
     def logits(self, features: npt.NDArray[np.floating[Any]]) -> F64Array:
         x = np.asarray(features, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"{self.task} head expects (n, {self.dim}) features, got {x.shape}")
+        if self.feature_map is not None:
+            x = self.feature_map.transform(x)
         z = (x - self.mean) / self.scale
         out: F64Array = z @ self.coef.T.astype(np.float64) + self.intercept
         return out
@@ -254,16 +289,24 @@ class CalibratedHead:
             "scale": self.scale,
             **{EXTRA + name: array for name, array in self.arrays.items()},
         }
+        maps = self.feature_map.arrays() if self.feature_map is not None else {}
         with (folder / WEIGHTS_NPZ).open("wb") as fh:
-            np.savez(fh, allow_pickle=False, **arrays)
-        meta = {
-            "format": FORMAT_VERSION,
+            np.savez(
+                fh,
+                allow_pickle=False,
+                **arrays,
+                **{FEATURE_MAP + k: v for k, v in maps.items()},
+            )
+        meta: dict[str, Any] = {
+            "format": FORMAT_VERSION if self.feature_map is None else FORMAT_WITH_FEATURE_MAP,
             "task": self.task,
             "labels": list(self.labels),
             "temperature": self.temperature,
             "encoder": {"name": self.encoder_name, "version": self.encoder_version},
             "info": self.info,
         }
+        if self.feature_map is not None:
+            meta["feature_map"] = self.feature_map.describe()
         (folder / HEAD_JSON).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         return folder
 
@@ -272,7 +315,7 @@ class CalibratedHead:
         """A saved head; raises EncoderMismatchError unless `encoder` is the one it was
         trained on (same name and version): embeddings of another encoder are meaningless."""
         meta = json.loads((folder / HEAD_JSON).read_text())
-        if meta.get("format") != FORMAT_VERSION:
+        if meta.get("format") not in (FORMAT_VERSION, FORMAT_WITH_FEATURE_MAP):
             raise ValueError(f"{folder}: unsupported head format {meta.get('format')!r}")
         trained = meta["encoder"]
         if (trained["name"], trained["version"]) != (encoder.name, encoder.version):
@@ -283,7 +326,17 @@ class CalibratedHead:
                 "or load the encoder it was trained on"
             )
         with np.load(folder / WEIGHTS_NPZ, allow_pickle=False) as weights:
-            arrays = {k: np.asarray(weights[k], dtype=np.float32) for k in weights.files}
+            arrays = {
+                k: np.asarray(weights[k], dtype=np.float32)
+                for k in weights.files
+                if not k.startswith(FEATURE_MAP)
+            }
+            cut = len(FEATURE_MAP)
+            # the map keeps its own dtypes: K_mm^(-1/2) needs float64
+            maps = {k[cut:]: weights[k] for k in weights.files if k.startswith(FEATURE_MAP)}
+        feature_map = None
+        if "feature_map" in meta:
+            feature_map = RbfFeatureMap.from_saved(meta["feature_map"], maps)
         return cls(
             task=str(meta["task"]),
             labels=tuple(meta["labels"]),
@@ -296,6 +349,7 @@ class CalibratedHead:
             encoder_version=str(trained["version"]),
             info=dict(meta.get("info", {})),
             arrays={k[len(EXTRA) :]: v for k, v in arrays.items() if k.startswith(EXTRA)},
+            feature_map=feature_map,
         )
 
 

@@ -28,8 +28,9 @@ class ApiIngress:
         )
 
     def __serve_build_asgi_app__(self) -> Any:
-        # Built here, after __init__, because the app needs this replica's runtime.
-        return create_app(runtime=self._runtime)
+        # Built here, after __init__, because the app needs this replica's runtime. Without
+        # Kafka it enriches messages itself; with Kafka the consumer actor pool does.
+        return create_app(runtime=self._runtime, enrichment="embedded")
 
     async def __del__(self) -> None:
         await self._runtime.close()
