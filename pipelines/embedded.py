@@ -27,12 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.domain.analyses import MessageAnalysis
 from core.domain.conversations import Message
-from core.domain.enums import Direction
 from core.events.bus import BusMessage, InMemoryEventBus
 from core.events.types import Topic
 from core.settings import Settings
 from pipelines.handler import Analyze, EnrichmentHandler, Outcome
-from pipelines.items import WorkItem
+from pipelines.items import STORED_COLUMNS, WorkItem
 from pipelines.schemas import DeadLetter, InvalidPayload, NotAMessageEvent, decode_message_event
 from pipelines.stats import PipelineStats
 
@@ -182,14 +181,7 @@ class EmbeddedPipeline:
             async with self.sessions() as session:
                 rows = (
                     await session.execute(
-                        select(
-                            Message.id,
-                            Message.tenant_id,
-                            Message.conversation_id,
-                            Message.channel_id,
-                            Message.direction,
-                            Message.text,
-                        )
+                        select(*STORED_COLUMNS)
                         .where(
                             *scope,
                             Message.id > after,
@@ -204,17 +196,7 @@ class EmbeddedPipeline:
             if not rows:
                 return sent
             after = rows[-1].id
-            items = [
-                WorkItem(
-                    message_id=r.id,
-                    tenant_id=r.tenant_id,
-                    conversation_id=r.conversation_id,
-                    channel_id=r.channel_id,
-                    inbound=r.direction == Direction.INBOUND,
-                    text=r.text,
-                )
-                for r in rows
-            ]
+            items = [WorkItem.of_row(r) for r in rows]
             size = self.settings.pipeline.batch_max_messages
             for start in range(0, len(items), size):
                 await self._handle(items[start : start + size])

@@ -9,8 +9,22 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from sqlalchemy import Row
+
+from core.domain.conversations import Message
+from core.domain.enums import Direction
 from models.service import Analysis, LabelResult
 from pipelines.schemas import MessageEvent
+
+# What `WorkItem.of_row` reads from the messages table.
+STORED_COLUMNS = (
+    Message.id,
+    Message.tenant_id,
+    Message.conversation_id,
+    Message.channel_id,
+    Message.direction,
+    Message.text,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +40,18 @@ class WorkItem:
     event_id: str | None = None
     correlation_id: str | None = None
     timestamp_ms: int | None = None
+
+    @classmethod
+    def of_row(cls, row: Row[uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID, str, str]) -> WorkItem:
+        """A stored message, selected with `STORED_COLUMNS` (backfill, replay)."""
+        return cls(
+            message_id=row.id,
+            tenant_id=row.tenant_id,
+            conversation_id=row.conversation_id,
+            channel_id=row.channel_id,
+            inbound=row.direction == Direction.INBOUND,
+            text=row.text,
+        )
 
     @classmethod
     def of(cls, event: MessageEvent) -> WorkItem:

@@ -22,10 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.domain.analyses import MessageAnalysis
 from core.domain.conversations import Message
-from core.domain.enums import Direction
 from core.settings import PipelineSettings
 from pipelines.handler import Analyze, EnrichmentHandler, Outcome
-from pipelines.items import WorkItem
+from pipelines.items import STORED_COLUMNS, WorkItem
 
 
 @dataclass
@@ -117,30 +116,13 @@ async def _page(
     async with sessions() as session:
         rows = (
             await session.execute(
-                select(
-                    Message.id,
-                    Message.tenant_id,
-                    Message.conversation_id,
-                    Message.channel_id,
-                    Message.direction,
-                    Message.text,
-                )
+                select(*STORED_COLUMNS)
                 .where(*_scope(since, tenant_id), Message.id > after)
                 .order_by(Message.id)
                 .limit(size)
             )
         ).all()
-    return [
-        WorkItem(
-            message_id=r.id,
-            tenant_id=r.tenant_id,
-            conversation_id=r.conversation_id,
-            channel_id=r.channel_id,
-            inbound=r.direction == Direction.INBOUND,
-            text=r.text,
-        )
-        for r in rows
-    ]
+    return [WorkItem.of_row(r) for r in rows]
 
 
 async def _dry_run(

@@ -27,6 +27,7 @@ from sqlalchemy.types import TypeDecorator
 
 from api.errors import NotFound
 from api.schemas.common import decode_cursor, encode_cursor
+from api.services.search import search_term
 
 M = TypeVar("M")
 
@@ -119,3 +120,17 @@ def json_array_contains(dialect: str, column: Any, value: Any) -> ColumnElement[
         return type_coerce(column, JSONB).contains(func.jsonb_build_array(value))
     each = func.json_each(column).table_valued("value")
     return exists(select(literal(1)).select_from(each).where(each.c.value == value))
+
+
+def list_params(
+    dialect: str, *, status: Sequence[Any] | None, q: str | None, cursor: str | None, **filters: Any
+) -> dict[str, Any]:
+    """The bound parameters of a list or search statement: the filters given, in a fixed
+    order (their names select the cached statement), with empty ones left out."""
+    given: dict[str, Any] = {
+        "status": [s.value for s in status] if status else None,
+        **filters,
+        "fts_q": search_term(dialect, q) if q else None,
+        "after": decode_cursor(cursor) if cursor else None,
+    }
+    return {name: value for name, value in given.items() if value}

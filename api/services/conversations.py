@@ -12,7 +12,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import BadRequest, Conflict
-from api.schemas.common import decode_cursor
 from api.schemas.conversations import (
     AssignRequest,
     ConversationPublic,
@@ -35,9 +34,9 @@ from core.events.store import EventRecorder
 from core.events.types import DomainEvent
 
 from . import tickets
-from .common import get_owned, json_array_contains, keyset
+from .common import get_owned, json_array_contains, keyset, list_params
 from .inbound import message_payload
-from .search import conversation_text_match, search_term
+from .search import conversation_text_match
 
 # The columns of ConversationPublic: the list returns rows, never ORM objects (hydrating 51
 # of them cost more than the query).
@@ -86,19 +85,19 @@ def conversation_query(
     """The list statement (ConversationPublic's columns, newest first, `limit` rows) and
     its parameters, for `fetch_page`."""
     dialect = dialect_name(session)
-    given: dict[str, Any] = {
-        "status": [s.value for s in status] if status else None,
-        "channel_id": channel_id,
-        "assignee_id": assignee_id,
-        "team_id": team_id,
-        "customer_id": customer_id,
-        "priority": priority,
-        "tag": tag,
-        "updated_since": updated_since,
-        "fts_q": search_term(dialect, q) if q else None,
-        "after": decode_cursor(cursor) if cursor else None,
-    }
-    params = {name: value for name, value in given.items() if value}
+    params = list_params(
+        dialect,
+        status=status,
+        q=q,
+        cursor=cursor,
+        channel_id=channel_id,
+        assignee_id=assignee_id,
+        team_id=team_id,
+        customer_id=customer_id,
+        priority=priority,
+        tag=tag,
+        updated_since=updated_since,
+    )
     statement = _list_statement(dialect, tuple(params))
     params["tenant_id"] = tenant_id
     return statement, params

@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from api.errors import BadRequest, Conflict, NotFound
-from api.schemas.common import decode_cursor
 from api.schemas.tickets import BulkChanges, TicketCreate, TicketPublic, TicketUpdate
 from core.db.engine import dialect_name
 from core.db.types import utcnow, uuid7
@@ -41,8 +40,16 @@ from core.events.store import EventRecord, EventRecorder
 from core.events.types import DomainEvent
 
 from . import sla
-from .common import as_dicts, check_owned, get_owned, id_list, json_array_contains, keyset
-from .search import search_term, ticket_text_match
+from .common import (
+    as_dicts,
+    check_owned,
+    get_owned,
+    id_list,
+    json_array_contains,
+    keyset,
+    list_params,
+)
+from .search import ticket_text_match
 
 
 class IllegalTransition(Conflict):
@@ -473,19 +480,19 @@ def ticket_query(
     """The list and search statement (the columns TicketPublic needs and each ticket's
     linked conversation ids, newest first, `limit` rows) and its parameters."""
     dialect = dialect_name(session)
-    given: dict[str, Any] = {
-        "status": [s.value for s in status] if status else None,
-        "priority": priority,
-        "assignee_id": assignee_id,
-        "team_id": team_id,
-        "requester_id": requester_id,
-        "channel_id": channel_id,
-        "tag": tag,
-        "updated_since": updated_since,
-        "fts_q": search_term(dialect, q) if q else None,
-        "after": decode_cursor(cursor) if cursor else None,
-    }
-    params = {name: value for name, value in given.items() if value}
+    params = list_params(
+        dialect,
+        status=status,
+        q=q,
+        cursor=cursor,
+        priority=priority,
+        assignee_id=assignee_id,
+        team_id=team_id,
+        requester_id=requester_id,
+        channel_id=channel_id,
+        tag=tag,
+        updated_since=updated_since,
+    )
     statement = _list_statement(dialect, tuple(params))
     params["tenant_id"] = tenant_id
     return statement, params
