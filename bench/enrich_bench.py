@@ -59,6 +59,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from core.settings import AiSettings, get_settings  # noqa: E402
@@ -425,7 +426,8 @@ def naive_phase(
 
 def prepare_phase(analyzer: Analyzer, corpus: Corpus, kind: str, args: Any, meter: Meter) -> Result:
     """`Analyzer.prepare` and `finish` on 8 messages at a time, the vectors computed
-    beforehand: what the Enricher does besides waiting for the Encoder."""
+    beforehand: what the Enricher does besides waiting for the Encoder. With one BLAS
+    thread, as in a replica (Ray sets OMP_NUM_THREADS from its CPU reservation)."""
     texts = corpus.texts(kind)[:200]
     vectors = dict(zip(texts, analyzer.encoder.encode(texts, "query"), strict=True))
     done, n = 0, 8
@@ -438,13 +440,15 @@ def prepare_phase(analyzer: Analyzer, corpus: Corpus, kind: str, args: Any, mete
         analyzer.finish(requests, prepared, x)
         done += n
 
-    for _ in _timed(f"prepare warm-up {kind}", args.warmup):
-        one_batch()
-    meter.begin()
-    done, start = 0, time.perf_counter()
-    for _ in _timed(f"prepare {kind}", args.duration / 2):
-        one_batch()
-    return Result("prepare", 1, kind, time.perf_counter() - start, done)
+    with threadpool_limits(limits=1):
+        for _ in _timed(f"prepare warm-up {kind}", args.warmup):
+            one_batch()
+        meter.begin()
+        done, start = 0, time.perf_counter()
+        for _ in _timed(f"prepare {kind}", args.duration / 2):
+            one_batch()
+        seconds = time.perf_counter() - start
+    return Result("prepare", 1, kind, seconds, done)
 
 
 # ----------------------------------------------------------------------------- Serve
