@@ -7,7 +7,8 @@
 In one run, on one local Ray (2 CPUs, no dashboard) with the app of `serve.app.build_app`:
 
 - raw: the encoder in-process (the Serve replica's backend, 64 texts per call) on chat-length
-  and email-length texts, for each encoder thread count: the ceiling;
+  and email-length texts, for each encoder thread count: the ceiling; and two 1-thread
+  passes at once (raw-2x): both cores given to the encoder alone;
 - naive: the same encoder, one pass per task per message (intent, sentiment, urgency and the
   retrieval query: 4 passes of one text each), in-process;
 - prepare: the analysis without the encoder pass (`Analyzer.prepare` and `finish`: cleaning,
@@ -59,6 +60,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from core.settings import AiSettings, get_settings  # noqa: E402
@@ -389,18 +391,45 @@ def _timed(desc: str, duration: float) -> Iterator[float]:
 
 # ----------------------------------------------------------------------------- in-process
 def raw_phase(
-    encoder: Encoder, threads: int, corpus: Corpus, kind: str, args: Any, meter: Meter
+    encoder: Encoder,
+    threads: int,
+    corpus: Corpus,
+    kind: str,
+    args: Any,
+    meter: Meter,
+    parallel: int = 1,
 ) -> Result:
-    """The encoder alone, 64 texts per call: what the hardware gives at best."""
+    """The encoder alone, 64 texts per call: what the hardware gives at best. `parallel`
+    callers at once share the session (ONNX Runtime runs them side by side): with 1-thread
+    passes, 2 of them are the ceiling of both cores."""
     texts = corpus.texts(kind)
-    for _ in _timed(f"raw warm-up {kind} t={threads}", args.warmup):
+    name = "raw" if parallel == 1 else f"raw-{parallel}x"
+    for _ in _timed(f"{name} warm-up {kind} t={threads}", args.warmup):
         encoder.encode(_cycle(texts, RAW_BATCH, 0), "query")
+    counts = [0] * parallel
+    stop_at = time.perf_counter() + args.duration
+
+    def loop(worker: int) -> None:
+        done = worker * RAW_BATCH
+        while time.perf_counter() < stop_at:
+            encoder.encode(_cycle(texts, RAW_BATCH, done), "query")
+            counts[worker] += RAW_BATCH
+            done += parallel * RAW_BATCH
+
     meter.begin()
-    done, start = 0, time.perf_counter()
-    for _ in _timed(f"raw {kind} t={threads}", args.duration):
-        encoder.encode(_cycle(texts, RAW_BATCH, done), "query")
-        done += RAW_BATCH
-    return Result("raw", threads, kind, time.perf_counter() - start, done)
+    start = time.perf_counter()
+    workers = [threading.Thread(target=loop, args=(i,)) for i in range(parallel)]
+    for worker in workers:
+        worker.start()
+    total = round(args.duration)
+    with tqdm(total=total, desc=f"{name} {kind} t={threads}", unit="s", leave=False) as bar:
+        while any(worker.is_alive() for worker in workers):
+            workers[0].join(timeout=1.0)
+            bar.n = min(total, round(time.perf_counter() - start))
+            bar.refresh()
+    for worker in workers:
+        worker.join()
+    return Result(name, threads, kind, time.perf_counter() - start, sum(counts))
 
 
 def naive_phase(
@@ -425,7 +454,8 @@ def naive_phase(
 
 def prepare_phase(analyzer: Analyzer, corpus: Corpus, kind: str, args: Any, meter: Meter) -> Result:
     """`Analyzer.prepare` and `finish` on 8 messages at a time, the vectors computed
-    beforehand: what the Enricher does besides waiting for the Encoder."""
+    beforehand: what the Enricher does besides waiting for the Encoder. With one BLAS
+    thread, as in a replica (Ray sets OMP_NUM_THREADS from its CPU reservation)."""
     texts = corpus.texts(kind)[:200]
     vectors = dict(zip(texts, analyzer.encoder.encode(texts, "query"), strict=True))
     done, n = 0, 8
@@ -438,13 +468,15 @@ def prepare_phase(analyzer: Analyzer, corpus: Corpus, kind: str, args: Any, mete
         analyzer.finish(requests, prepared, x)
         done += n
 
-    for _ in _timed(f"prepare warm-up {kind}", args.warmup):
-        one_batch()
-    meter.begin()
-    done, start = 0, time.perf_counter()
-    for _ in _timed(f"prepare {kind}", args.duration / 2):
-        one_batch()
-    return Result("prepare", 1, kind, time.perf_counter() - start, done)
+    with threadpool_limits(limits=1):
+        for _ in _timed(f"prepare warm-up {kind}", args.warmup):
+            one_batch()
+        meter.begin()
+        done, start = 0, time.perf_counter()
+        for _ in _timed(f"prepare {kind}", args.duration / 2):
+            one_batch()
+        seconds = time.perf_counter() - start
+    return Result("prepare", 1, kind, seconds, done)
 
 
 # ----------------------------------------------------------------------------- Serve
@@ -758,6 +790,14 @@ def verdicts(results: list[Result], mem: dict[int, dict[str, Any]]) -> dict[str,
             if serve_r and raw:
                 ratio = serve_r.per_s / raw.per_s
                 v[f"serve_over_raw_{kind}"] = _verdict(ratio, ">=", TARGETS["serve_over_raw"])
+            # Against both cores given to the encoder alone: for information (the rest of
+            # the analysis needs CPU too, so 0.7 of it is out of reach on 2 cores).
+            if serve_r and (both := by.get(("raw-2x", 1, kind))):
+                ratio = serve_r.per_s / both.per_s
+                v[f"serve_over_raw_2x_{kind}"] = {
+                    **_verdict(ratio, ">=", TARGETS["serve_over_raw"]),
+                    "info_only": True,
+                }
             if serve_r and naive:
                 ratio = serve_r.per_s / naive.per_s
                 v[f"serve_over_naive_{kind}"] = _verdict(ratio, ">=", TARGETS["serve_over_naive"])
@@ -868,6 +908,9 @@ def main(args: argparse.Namespace) -> int:
             if "raw" in args.phase_set:
                 meter.settle(args.wait_phase)
                 record(raw_phase(encoder, threads, corpus, kind, args, meter))
+                if threads == 1:
+                    meter.settle(args.wait_phase)
+                    record(raw_phase(encoder, threads, corpus, kind, args, meter, parallel=2))
             if "naive" in args.phase_set:
                 meter.settle(args.wait_phase)
                 record(naive_phase(encoder, threads, corpus, kind, args, meter))
@@ -918,6 +961,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"targets ({config}):")
         for name, item in v.items():
             verdict = "met" if item["met"] else "MISSED"
+            if item.get("info_only"):
+                verdict += " (for information)"
             print(f"  {name:<26}{item['value']:>10}  (target {item['target']}): {verdict}")
     loads = [load for _, load in meter.loads]
     machine = {
@@ -952,7 +997,9 @@ def main(args: argparse.Namespace) -> int:
     }
     out.write_text(json.dumps(payload, indent=2))
     print(f"results: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
-    missed = any(not item["met"] for v in targets.values() for item in v.values())
+    missed = any(
+        not item["met"] for v in targets.values() for item in v.values() if "info_only" not in item
+    )
     return 1 if args.check and missed else 0
 
 
