@@ -18,6 +18,7 @@ class DomainEvent(StrEnum):
     MESSAGE_RECEIVED = "message.received"
     MESSAGE_SENT = "message.sent"
     MESSAGE_ANALYZED = "message.analyzed"
+    ANALYSIS_CORRECTED = "analysis.corrected"
     NOTE_ADDED = "note.added"
     TICKET_CREATED = "ticket.created"
     TICKET_UPDATED = "ticket.updated"
