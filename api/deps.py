@@ -82,10 +82,11 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         if session.info.pop("outbox_written", False):
             runtime.relay.notify()
         corrected = session.info.pop(FEEDBACK_TASKS, None)
-        if corrected and runtime.settings.training.retrain_after_corrections:
-            from training.retrain import after_feedback
+    # After the session is closed: on SQLite it may still hold the write lock.
+    if corrected and runtime.settings.training.retrain_after_corrections:
+        from training.retrain import after_feedback
 
-            await after_feedback(runtime.settings, runtime.sessions, corrected)
+        await after_feedback(runtime.settings, runtime.sessions, corrected)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
@@ -53,6 +54,8 @@ def launch(task: str, settings: Settings) -> None:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+    # Reaped by a thread of its own, so the finished run leaves no zombie behind.
+    threading.Thread(target=process.wait, name=f"retrain-{task}", daemon=True).start()
     logger.info("started retraining %s (pid %d), log in %s", task, process.pid, path)
 
 
