@@ -342,3 +342,33 @@ async def test_an_explicit_correction_wins_over_a_ticket_change(tenant: TenantCt
     await patch_ticket(tenant, ticket["id"], priority="urgent")
     rows = await feedback_rows(tenant)
     assert [(r.source, r.label) for r in rows] == [("agent_correction", "low")]
+
+
+async def test_a_bulk_priority_change_is_feedback_too(tenant: TenantCtx) -> None:
+    received = await inbound(tenant, external_id="gus", text="Where is my order 8?")
+    ticket = await create_ticket(tenant, conversation_id=received["conversation_id"])
+    await analyse_all(tenant)
+    result = expect(
+        await tenant.client.post(
+            "/v1/tickets/bulk",
+            json={"ids": [ticket["id"]], "changes": {"priority": "low"}},
+            headers=tenant.agent.headers,
+        ),
+        200,
+    )
+    assert (result["updated"], result["failed"]) == (1, 0)
+    rows = await feedback_rows(tenant)
+    assert [(r.task, r.label, r.source) for r in rows] == [("urgency", "low", "ticket_change")]
+
+
+async def test_erasing_a_customer_erases_their_examples(tenant: TenantCtx) -> None:
+    received = await analysed_message(tenant, "Where is my order 10?", external_id="hal")
+    await correct(tenant, received["message"]["id"], {"intent": "billing"})
+    assert len(await feedback_rows(tenant)) == 1
+    response = await tenant.client.delete(
+        f"/v1/customers/{received['customer_id']}", headers=tenant.agent.headers
+    )
+    assert response.status_code == 204, response.text
+    assert await feedback_rows(tenant) == []
+    report = expect(await tenant.client.get("/v1/ai/quality", headers=tenant.agent.headers), 200)
+    assert report["reviewed"] == 0
