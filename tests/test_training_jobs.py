@@ -38,7 +38,8 @@ def test_frozen_split_is_stratified_deterministic_and_stable() -> None:
     again = frozen_split(keys, strata, seed=3, test_fraction=0.2)
     assert np.array_equal(first.test, again.test)
     test_strata = [strata[i] for i in first.test]
-    assert test_strata.count("b") == 10 and test_strata.count("a") == 30
+    assert test_strata.count("b") == 10
+    assert test_strata.count("a") == 30
     # more rows move few old ones: a row's rank depends on its own text only
     grown = frozen_split([*keys, *(f"new {i}" for i in range(20))], [*strata, *["a"] * 20],
                          seed=3, test_fraction=0.2)  # fmt: skip
@@ -69,16 +70,21 @@ def test_intent_job_logs_registers_and_becomes_champion(
     outcome = run_training("intent", config, settings)
 
     assert outcome.ref.label == "relaydesk-intent/1"
-    assert outcome.decision is not None and outcome.decision.outcome == "champion"
+    assert outcome.decision is not None
+    assert outcome.decision.outcome == "champion"
     assert "no champion yet" in outcome.decision.reason
     assert pushed == [{"intent": "1"}]
     registry = ModelRegistry.from_settings(settings)
     champion = registry.champion("intent")
-    assert champion is not None and champion.version == "1"
-    assert champion.encoder and champion.encoder.startswith("multilingual-e5-small@")
+    assert champion is not None
+    assert champion.version == "1"
+    assert champion.encoder
+    assert champion.encoder.startswith("multilingual-e5-small@")
     m = champion.metrics
-    assert 0.3 < m["test_macro_f1"] <= 1.0 and 0.0 <= m["test_ece"] < 0.5
-    assert "test_precision.return_refund" in m and "test_recall.return_refund" in m
+    assert 0.3 < m["test_macro_f1"] <= 1.0
+    assert 0.0 <= m["test_ece"] < 0.5
+    assert "test_precision.return_refund" in m
+    assert "test_recall.return_refund" in m
     assert m["rows_test"] == outcome.rows["test"] > 0
     run = mlflow.MlflowClient(registry.tracking_uri).get_run(outcome.run_id)
     assert len(run.data.params["data.sha256"]) == 64
@@ -92,7 +98,8 @@ def test_intent_job_logs_registers_and_becomes_champion(
 
     encoder = load_encoder("e5-onnx", settings.models_dir)
     head = load_head("intent", folder, encoder)
-    assert isinstance(head, CalibratedHead) and head.task == "intent"
+    assert isinstance(head, CalibratedHead)
+    assert head.task == "intent"
     # and MLflow users can load it by URI
     model = mlflow.pyfunc.load_model("models:/relaydesk-intent@champion")
     answer = model.predict(pd.DataFrame({"text": ["I want my money back for order 1234"]}))
@@ -100,18 +107,22 @@ def test_intent_job_logs_registers_and_becomes_champion(
 
     # the same data and seed give the same frozen test set; shuffled labels lose the gate
     degraded = run_training("intent", IntentConfig(max_rows=400, shuffle_labels=True), settings)
-    assert degraded.ref.tags is not None and champion.tags is not None
+    assert degraded.ref.tags is not None
+    assert champion.tags is not None
     assert (
         degraded.ref.tags["relaydesk.test_set_sha256"] == champion.tags["relaydesk.test_set_sha256"]
     )
     decision = degraded.decision
-    assert decision is not None and decision.outcome == "challenger"
-    assert "worse than the champion's" in decision.reason and "same" in decision.reason
+    assert decision is not None
+    assert decision.outcome == "challenger"
+    assert "worse than the champion's" in decision.reason
+    assert "same" in decision.reason
     assert registry.champion("intent").version == "1"  # type: ignore[union-attr]
     assert registry.get("intent", "challenger").version == "2"  # type: ignore[union-attr]
     assert pushed[-1] == {"intent": "1"}
     tags = registry.get("intent", "2").tags  # type: ignore[union-attr]
-    assert tags is not None and tags["relaydesk.gate.outcome"] == "challenger"
+    assert tags is not None
+    assert tags["relaydesk.gate.outcome"] == "challenger"
 
 
 def test_include_feedback_adds_to_the_training_rows_only(
@@ -128,7 +139,7 @@ def test_include_feedback_adds_to_the_training_rows_only(
     test_texts = load_test_set(base.run_id, settings.mlflow_uri)["text"].tolist()
 
     monkeypatch.setitem(sys.modules, "training.feedback", None)  # not installed
-    with pytest.raises(FeedbackUnavailableError, match="training/feedback.py"):
+    with pytest.raises(FeedbackUnavailableError, match=r"training/feedback\.py"):
         run_training("intent", IntentConfig(max_rows=400, include_feedback=True), settings)
 
     def example(text: str, label: str) -> object:
@@ -171,9 +182,11 @@ def test_churn_job_reports_roc_auc(tmp_path: Path, models_cache: Path, datasets_
     m = outcome.ref.metrics
     assert 0.7 < m["test_roc_auc"] <= 1.0
     assert 0.6 < m["val_cv_roc_auc_mean"] <= 1.0
-    assert "test_ece" in m and "test_macro_f1" in m
+    assert "test_ece" in m
+    assert "test_macro_f1" in m
     assert outcome.ref.encoder is None
-    assert outcome.decision is not None and outcome.decision.outcome == "champion"
+    assert outcome.decision is not None
+    assert outcome.decision.outcome == "champion"
 
 
 def test_category_job_from_a_csv_with_its_own_columns(
@@ -193,7 +206,8 @@ def test_category_job_from_a_csv_with_its_own_columns(
     outcome = run_training("category", config, settings)
     assert outcome.ref.name == "relaydesk-category-acme"
     assert 0.3 < outcome.ref.metrics["test_accuracy"] <= 1.0
-    assert outcome.decision is not None and outcome.decision.outcome == "champion"
+    assert outcome.decision is not None
+    assert outcome.decision.outcome == "champion"
 
     bad = CategoryJobConfig(data=path, text_column="body", use_embeddings=False)
     with pytest.raises(DataError, match="missing column"):
@@ -202,16 +216,16 @@ def test_category_job_from_a_csv_with_its_own_columns(
 
 @pytest.mark.slow
 def test_kb_index_job_scores_recall(tmp_path: Path, models_cache: Path) -> None:
+    from models.registry import ModelRegistry
     from training.jobs import KbIndexConfig, run_training
 
     settings = training_settings(tmp_path, models_cache)
     outcome = run_training("kb-index", KbIndexConfig(), settings)
     m = outcome.ref.metrics
-    assert 0.5 < m["test_recall_at_3"] <= 1.0 and m["test_recall_at_1"] <= m["test_recall_at_3"]
+    assert 0.5 < m["test_recall_at_3"] <= 1.0
+    assert m["test_recall_at_1"] <= m["test_recall_at_3"]
     assert "val_recall_at_3" in m
-    folder = outcome.ref and __import__(
-        "models.registry", fromlist=["x"]
-    ).ModelRegistry.from_settings(settings).fetch(outcome.ref)
+    folder = ModelRegistry.from_settings(settings).fetch(outcome.ref)
     assert json.loads((folder / "params.json").read_text())["lexical_weight"] == 0.2
 
 
