@@ -228,3 +228,36 @@ def test_migration_0005_downgrades_and_upgrades(tmp_path: Path) -> None:
             assert set(inspect(connection).get_table_names()) >= FEEDBACK_TABLES
     finally:
         engine.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning:mlflow")
+async def test_corrections_join_the_next_training_set(
+    tenant: TenantCtx, tmp_path: Path, models_cache: Path
+) -> None:
+    """Corrections stored through the API reach `relaydesk train intent --include-feedback`:
+    the training rows grow by the examples, the frozen test set does not."""
+    from tests.training_support import training_settings
+    from training.jobs import IntentConfig, run_training
+
+    ids = await messages(tenant, 3, prefix="Please stop my plan")
+    for message_id in ids:
+        await correct(tenant, message_id, {"intent": "cancel"})
+    database = tenant.backend.settings.database.model_copy(
+        update={"url": tenant.backend.settings.database_dsn}
+    )
+    settings = training_settings(tmp_path, models_cache).model_copy(update={"database": database})
+    stored = await asyncio.to_thread(load_feedback_sync, settings, "intent")
+    assert len(stored) >= 3  # other tests' tenants may have added theirs
+    assert sum(e.text.startswith("Please stop my plan") for e in stored) == 3
+
+    config = IntentConfig(max_rows=300, promote=False)
+    base = await asyncio.to_thread(run_training, "intent", config, settings)
+    fed = await asyncio.to_thread(
+        run_training, "intent", config.model_copy(update={"include_feedback": True}), settings
+    )
+    assert fed.rows["feedback"] == len(stored)
+    assert fed.rows["train"] + fed.rows["validation"] == (
+        base.rows["train"] + base.rows["validation"] + len(stored)
+    )
+    assert fed.rows["test"] == base.rows["test"]
