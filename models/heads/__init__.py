@@ -1,5 +1,6 @@
 """Classification heads over the shared embedding: intent (with tenant few-shot intents),
-sentiment and urgency, each a calibrated multinomial logistic regression."""
+sentiment (with the VADER lexicon for English) and urgency, each a calibrated multinomial
+logistic regression."""
 
 from __future__ import annotations
 
@@ -18,7 +19,13 @@ from models.heads.intent import (
     FewShotIntents,
     train_intent_head,
 )
-from models.heads.sentiment import SENTIMENT_LABELS, lexicon_labels, train_sentiment_head
+from models.heads.sentiment import (
+    SENTIMENT_LABELS,
+    SentimentModel,
+    lexicon_features,
+    lexicon_labels,
+    train_sentiment_head,
+)
 from models.heads.urgency import (
     URGENCY_LABELS,
     UrgencyModel,
@@ -37,11 +44,13 @@ __all__ = [
     "EncoderMismatchError",
     "FewShotIntents",
     "Prediction",
+    "SentimentModel",
     "SupportExample",
     "UrgencyModel",
     "embed_cached",
     "evaluate_heads",
     "expected_calibration_error",
+    "lexicon_features",
     "lexicon_labels",
     "load_support",
     "render_model_card",

@@ -168,12 +168,19 @@ class CalibratedHead:
         calibration_groups: Sequence[str] | None = None,
         info: dict[str, Any] | None = None,
         kernel: KernelSpec | None = None,
+        extra_columns: int = 0,
+        extra_weight: float = 1.0,
     ) -> CalibratedHead:
         """Fit on a stratified training part, temperature (and C) on the validation part.
 
         `calibration_groups` names each row's domain; each domain then weighs the same in the
         temperature fit and the choice of C, however many validation rows it has (otherwise
-        the largest data set alone sets the temperature for every domain the head serves)."""
+        the largest data set alone sets the temperature for every domain the head serves).
+
+        `extra_weight` multiplies the last `extra_columns` columns after standardisation (their
+        stored `scale` is divided by it, so saved heads keep their format): the L2 penalty then
+        costs those columns' coefficients `extra_weight`² times less, so a few hand-made
+        features are not drowned by hundreds of embedding dimensions penalised alike."""
         label_set = tuple(labels) if labels is not None else tuple(sorted(set(targets)))
         index = {label: i for i, label in enumerate(label_set)}
         if unknown := sorted(set(targets) - set(index)):
@@ -183,6 +190,12 @@ class CalibratedHead:
         if not c_grid:
             raise ValueError("c_grid is empty")
         x = np.asarray(features, dtype=np.float64)
+        if not 0 <= extra_columns <= x.shape[1]:
+            raise ValueError(f"extra_columns {extra_columns} outside 0..{x.shape[1]}")
+        if extra_weight <= 0:
+            raise ValueError(f"extra_weight must be positive, got {extra_weight}")
+        if extra_columns and kernel is not None:
+            raise ValueError("extra_columns weighs raw columns: it cannot go with a kernel map")
         y = np.array([index[t] for t in targets], dtype=np.int64)
         train, val = stratified_split(y, val_fraction, seed)
         feature_map = None
@@ -193,6 +206,8 @@ class CalibratedHead:
             x = feature_map.transform(x)
         mean = x[train].mean(axis=0)
         scale = np.maximum(x[train].std(axis=0), 1e-6)
+        if extra_columns:
+            scale[-extra_columns:] /= extra_weight
         z = (x - mean) / scale
         weight = None if sample_weight is None else np.asarray(sample_weight)[train]
         val_weight = (
@@ -216,6 +231,11 @@ class CalibratedHead:
             "val_ece": round(expected_calibration_error(val_probs, y[val]), 4),
             "calibration_groups": sorted(set(calibration_groups or [])),
             **({"feature_map": feature_map.describe()} if feature_map else {}),
+            **(
+                {"extra_columns": extra_columns, "extra_weight": extra_weight}
+                if extra_columns
+                else {}
+            ),
             **(info or {}),
         }
         return cls(

@@ -19,7 +19,13 @@ from models.encoder import Encoder
 from models.heads.calibrated import ECE_BINS, CalibratedHead, expected_calibration_error
 from models.heads.data import SupportExample
 from models.heads.embeddings import embed_cached
-from models.heads.sentiment import TEST_SOURCE, ScoredText, lexicon_labels
+from models.heads.sentiment import (
+    LEXICON_LANGUAGE,
+    TEST_SOURCE,
+    ScoredText,
+    SentimentModel,
+    lexicon_labels,
+)
 from models.heads.urgency import UrgencyModel
 
 TARGETS = {
@@ -82,12 +88,14 @@ def evaluate_heads(
     test: Sequence[SupportExample],
     *,
     intent: CalibratedHead,
-    sentiment: CalibratedHead,
+    sentiment: SentimentModel,
     urgency: UrgencyModel,
     tweets: Sequence[ScoredText] = (),
     cache_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Every figure of the model card, as a dict (targets and pass/fail included)."""
+    """Every figure of the model card, as a dict (targets and pass/fail included).
+
+    Languages: support_test's own `lang` column, and English for the tweets (VADER's data)."""
     texts = [e.text for e in test]
     x = embed_cached(encoder, texts, cache_dir, "query")
     langs = [e.lang for e in test]
@@ -98,11 +106,16 @@ def evaluate_heads(
             [e.intent for e in test], intent.predict_proba(x), intent.labels, langs
         ),
         "sentiment_support": classification_metrics(
-            [e.sentiment for e in test], sentiment.predict_proba(x), sentiment.labels, langs
+            [e.sentiment for e in test],
+            sentiment.predict_proba(x, texts, langs),
+            sentiment.labels,
+            langs,
         ),
         "urgency": classification_metrics(
             [e.urgency for e in test],
-            urgency.head.predict_proba(urgency.features(x, texts, [e.channel for e in test])),
+            urgency.head.predict_proba(
+                urgency.features(x, texts, langs, [e.channel for e in test])
+            ),
             urgency.head.labels,
             langs,
         ),
@@ -113,8 +126,9 @@ def evaluate_heads(
         tweet_texts = [t.text for t in tweets]
         truth = [t.label for t in tweets]
         xt = embed_cached(encoder, tweet_texts, cache_dir, "query")
+        english = [LEXICON_LANGUAGE] * len(tweet_texts)
         result["sentiment_tweets"] = classification_metrics(
-            truth, sentiment.predict_proba(xt), sentiment.labels
+            truth, sentiment.predict_proba(xt, tweet_texts, english), sentiment.labels
         )
         lexicon = lexicon_labels(tweet_texts)
         result["sentiment_tweets"]["lexicon_baseline_accuracy"] = float(

@@ -2,8 +2,9 @@
 
 Features, in this order (`FEATURE_NAMES` for the extras):
 - the message's e5 `query:` embedding (384);
-- the sentiment head's calibrated probabilities (negative, neutral, positive): "strongly
-  angry" is one of the taxonomy's `high` criteria;
+- the sentiment model's calibrated probabilities (negative, neutral, positive; it reads the
+  message's language too, `models.heads.sentiment`): "strongly angry" is one of the
+  taxonomy's `high` criteria;
 - the channel, one-hot over `CHANNELS` (all zeros for any other channel);
 - log(1 + repeat contacts), the number of earlier contacts about the same issue, capped at 5.
 
@@ -33,6 +34,7 @@ from models.encoder import Encoder
 from models.heads.calibrated import CalibratedHead, F32Array, Prediction
 from models.heads.data import SupportExample
 from models.heads.embeddings import embed_cached
+from models.heads.sentiment import SentimentModel, resolve_languages
 from models.taxonomy import URGENCY_LABELS as URGENCY_LABELS
 
 CHANNELS: tuple[str, ...] = ("email", "web", "whatsapp", "instagram")
@@ -122,17 +124,21 @@ def resolve_repeats(texts: Sequence[str], known: Sequence[int | None] | None) ->
 def train_urgency_head(
     encoder: Encoder,
     examples: Sequence[SupportExample],
-    sentiment: CalibratedHead,
+    sentiment: SentimentModel,
     *,
     cache_dir: Path | None = None,
     c_grid: Sequence[float] = URGENCY_C_GRID,
     seed: int = 0,
 ) -> CalibratedHead:
-    """The urgency head on support messages; repeat contacts derived from their text."""
+    """The urgency head on support messages; repeat contacts derived from their text,
+    languages from `lang` (detected where empty)."""
     texts = [e.text for e in examples]
     x = embed_cached(encoder, texts, cache_dir, "query")
+    languages = resolve_languages(texts, [e.lang for e in examples])
     extras = extra_features(
-        sentiment.predict_proba(x), [e.channel for e in examples], resolve_repeats(texts, None)
+        sentiment.predict_proba(x, texts, languages),
+        [e.channel for e in examples],
+        resolve_repeats(texts, None),
     )
     return CalibratedHead.fit(
         np.hstack([x, extras]),
@@ -149,7 +155,7 @@ def train_urgency_head(
 class UrgencyModel:
     """The urgency head with the sentiment head that feeds it."""
 
-    def __init__(self, head: CalibratedHead, sentiment: CalibratedHead) -> None:
+    def __init__(self, head: CalibratedHead, sentiment: SentimentModel) -> None:
         expected = head.info.get("sentiment")
         if expected != sentiment.fingerprint():
             raise ValueError(
@@ -163,11 +169,12 @@ class UrgencyModel:
         self,
         embeddings: F32Array,
         texts: Sequence[str],
+        languages: Sequence[str | None],
         channels: Sequence[str | None],
         repeat_contacts: Sequence[int | None] | None = None,
     ) -> F32Array:
         extras = extra_features(
-            self.sentiment.predict_proba(embeddings),
+            self.sentiment.predict_proba(embeddings, texts, languages),
             channels,
             resolve_repeats(texts, repeat_contacts),
         )
@@ -178,10 +185,12 @@ class UrgencyModel:
         self,
         embeddings: F32Array,
         texts: Sequence[str],
+        languages: Sequence[str | None],
         channels: Sequence[str | None],
         repeat_contacts: Sequence[int | None] | None = None,
         threshold: float = URGENCY_THRESHOLD,
     ) -> list[Prediction]:
-        """Urgency per message; `repeat_contacts[i]` None = unknown (see the module doc)."""
-        feats = self.features(embeddings, texts, channels, repeat_contacts)
+        """Urgency per message; `languages[i]` / `repeat_contacts[i]` None = unknown (see the
+        module doc)."""
+        feats = self.features(embeddings, texts, languages, channels, repeat_contacts)
         return self.head.predict(feats, threshold)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from models.encoder import Encoder
-    from models.heads import CalibratedHead, SupportExample, UrgencyModel
+    from models.heads import CalibratedHead, SentimentModel, SupportExample, UrgencyModel
     from training.datasets import VaderText
 
 T = TypeVar("T")
@@ -108,7 +108,7 @@ class EvalContext:
         return df.iloc[::step].reset_index(drop=True) if self.fast else df
 
     @functools.cached_property
-    def heads(self) -> tuple[CalibratedHead, CalibratedHead, UrgencyModel]:
+    def heads(self) -> tuple[CalibratedHead, SentimentModel, UrgencyModel]:
         """(intent, sentiment, urgency) trained on the shipped data, as `models.bundle`
         trains them."""
         from models.heads import (

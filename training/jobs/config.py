@@ -57,7 +57,9 @@ class SentimentConfig(JobConfig):
     c_grid: list[float] | None = None
     # The VADER ground truth (amazon, nyt, movies) beside the support messages.
     include_vader: bool = True
-    support_weight: float = Field(default=5.0, gt=0.0)
+    support_weight: float = Field(default=20.0, gt=0.0)
+    # How much more the VADER lexicon columns count than an embedding column (English only).
+    lexicon_weight: float = Field(default=5.0, gt=0.0)
 
 
 class UrgencyConfig(JobConfig):

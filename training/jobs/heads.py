@@ -29,7 +29,7 @@ from training.jobs.data import (
 )
 
 if TYPE_CHECKING:
-    from models.heads import CalibratedHead, SupportExample
+    from models.heads import SentimentModel, SupportExample
     from training.feedback import FeedbackExample
 
 SUPPORT = "support"
@@ -186,19 +186,25 @@ class HeadJob:
         raise NotImplementedError
 
     def evaluate(self, folder: Path, test_set: pd.DataFrame, ctx: JobContext) -> Evaluation:
-        from models.heads import CalibratedHead
+        from models.heads import CalibratedHead, SentimentModel
+        from models.heads.sentiment import resolve_languages
         from models.registry import load_head
 
         model = load_head(self.task, folder, ctx.encoder)
         texts = test_set["text"].astype(str).tolist()
         x = ctx.embed(texts)
+        truth = test_set["label"].tolist()
         if isinstance(model, CalibratedHead):
+            return classification_evaluation(truth, model.predict_proba(x), model.labels)
+        # the table's `lang` where given, else detected (as the analyzer does)
+        langs = resolve_languages(texts, [lang or None for lang in test_set["lang"].astype(str)])
+        if isinstance(model, SentimentModel):
             return classification_evaluation(
-                test_set["label"].tolist(), model.predict_proba(x), model.labels
+                truth, model.predict_proba(x, texts, langs), model.labels
             )
         channels = [c or None for c in test_set["channel"].astype(str)]
-        probs = model.head.predict_proba(model.features(x, texts, channels))
-        return classification_evaluation(test_set["label"].tolist(), probs, model.head.labels)
+        probs = model.head.predict_proba(model.features(x, texts, langs, channels))
+        return classification_evaluation(truth, probs, model.head.labels)
 
 
 def _sources(pool: pd.DataFrame) -> dict[str, int]:
@@ -256,6 +262,7 @@ class SentimentJob(HeadJob):
             vader,
             _examples("sentiment", pool.loc[~is_vader]),
             support_weight=config.support_weight,
+            lexicon_weight=config.lexicon_weight,
             c_grid=_grid(config, SENTIMENT_C_GRID),
             seed=config.seed,
         )
@@ -288,14 +295,17 @@ class UrgencyJob(HeadJob):
         return head
 
 
-def sentiment_head(which: str, ctx: JobContext) -> tuple[CalibratedHead, str]:
-    """(the sentiment head urgency is trained on, where it came from)."""
+def sentiment_head(which: str, ctx: JobContext) -> tuple[SentimentModel, str]:
+    """(the sentiment model urgency is trained on, where it came from)."""
     from models.bundle import build_heads
-    from models.heads import CalibratedHead
+    from models.heads import SentimentModel
 
     if which == "champion":
         ref = ctx.registry.champion("sentiment")
         if ref is not None:
-            return CalibratedHead.load(ctx.registry.fetch(ref), ctx.encoder), ref.label
+            try:
+                return SentimentModel.load(ctx.registry.fetch(ref), ctx.encoder), ref.label
+            except ValueError as exc:  # another encoder, or saved before the lexicon features
+                ctx.progress(f"the sentiment champion {ref.label} cannot be used ({exc})")
     folder = build_heads(ctx.models_dir, ctx.encoder, datasets_dir=ctx.datasets_dir)
-    return CalibratedHead.load(folder / "sentiment", ctx.encoder), f"bundle/{folder.name}"
+    return SentimentModel.load(folder / "sentiment", ctx.encoder), f"bundle/{folder.name}"
