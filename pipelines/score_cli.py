@@ -65,14 +65,14 @@ def score_command(
     from pipelines.scoring.readers import InputError
     from pipelines.scoring.run import ScoreOptions, score_database, score_file
 
-    if from_db == (input is not None):
-        _fail("give either --input FILE or --from-db --since TIME")
-    if from_db and not since:
-        _fail("--from-db needs --since (an ISO 8601 time, or an age such as 7d)")
     try:
         chosen = parse_tasks(tasks)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--tasks") from exc
+    if from_db == (input is not None):
+        _fail("give either --input FILE or --from-db --since TIME")
+    if from_db and not since:
+        _fail("--from-db needs --since (an ISO 8601 time, or an age such as 7d)")
     options = ScoreOptions(chosen, batch_size, workers, address, models_dir, prefix)
     from core.cli.main import load_settings
 
