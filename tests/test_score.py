@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from click.testing import Result
 from sqlalchemy import update
 from typer.testing import CliRunner
 
@@ -28,18 +29,19 @@ from tests.test_score_readers import BAD_CSV, BAD_JSONL
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 runner = CliRunner()
+Invoke = Callable[..., Result]
 
 
 @pytest.fixture
 def score(
     ray_session: None, models_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[object]:
+) -> Iterator[Invoke]:
     """`relaydesk score ...` in an embedded data dir, on the session's Ray and the built
     models; returns the CLI result."""
     monkeypatch.setenv("RELAYDESK_DATA_DIR", str(tmp_path / "data"))
     get_settings.cache_clear()
 
-    def invoke(*args: str) -> object:
+    def invoke(*args: str) -> Result:
         result = runner.invoke(
             app, ["score", *args, "--models-dir", str(models_cache), "--workers", "1"]
         )
@@ -51,20 +53,21 @@ def score(
 
 
 def _bundle_version(version: object) -> None:
-    assert isinstance(version, str) and version.startswith("bundle/heads-"), version
+    assert str(version).startswith("bundle/heads-"), version
 
 
 def test_a_csv_with_bad_rows_is_scored_and_its_bad_lines_listed(
-    score: object, tmp_path: Path
+    score: Invoke, tmp_path: Path
 ) -> None:
     source, output = tmp_path / "in.csv", tmp_path / "out.csv"
     source.write_text(BAD_CSV)
-    result = score(  # type: ignore[operator]
+    result = score(
         "--input", str(source), "--text-col", "text", "--output", str(output),
         "--channel-col", "channel",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "scored 3 of 6 rows" in result.output and "rows/s" in result.output
+    assert "scored 3 of 6 rows" in result.output
+    assert "rows/s" in result.output
     assert "malformed: 3 rows" in result.output
     assert "line 5: 4 fields where the header has 3" in result.output
 
@@ -99,15 +102,14 @@ def test_a_csv_with_bad_rows_is_scored_and_its_bad_lines_listed(
 
 
 def test_a_jsonl_file_keeps_its_values_and_scores_only_the_tasks_asked(
-    score: object, tmp_path: Path
+    score: Invoke, tmp_path: Path
 ) -> None:
     source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     source.write_text(BAD_JSONL)
-    result = score(  # type: ignore[operator]
-        "--input", str(source), "--output", str(output), "--tasks", "language,intent"
-    )
+    result = score("--input", str(source), "--output", str(output), "--tasks", "language,intent")
     assert result.exit_code == 0, result.output
-    assert "scored 2 of 7 rows" in result.output and "malformed: 5 rows" in result.output
+    assert "scored 2 of 7 rows" in result.output
+    assert "malformed: 5 rows" in result.output
     errors = [
         json.loads(line) for line in (tmp_path / "out.jsonl.errors.jsonl").read_text().splitlines()
     ]
@@ -115,14 +117,16 @@ def test_a_jsonl_file_keeps_its_values_and_scores_only_the_tasks_asked(
 
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     assert [r["id"] for r in rows] == [1, 8]
-    assert rows[0]["meta"] == {"tier": "gold"} and rows[0]["body"] is None
+    assert rows[0]["meta"] == {"tier": "gold"}
+    assert rows[0]["body"] is None
     assert rows[1]["language"] == "es"
     assert rows[1]["intent"] in ("cancel", None)
     _bundle_version(rows[0]["intent_model_version"])
-    assert "sentiment" not in rows[0] and "entities" not in rows[0]
+    assert "sentiment" not in rows[0]
+    assert "entities" not in rows[0]
 
 
-def test_parquet_round_trip_keeps_the_input_types(score: object, tmp_path: Path) -> None:
+def test_parquet_round_trip_keeps_the_input_types(score: Invoke, tmp_path: Path) -> None:
     source, output = tmp_path / "in.parquet", tmp_path / "out.parquet"
     when = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
     texts = ["The app crashes when I log in", None, "Thank you, great service!"] * 3
@@ -134,7 +138,7 @@ def test_parquet_round_trip_keeps_the_input_types(score: object, tmp_path: Path)
         }
     )
     pq.write_table(data, source)
-    result = score(  # type: ignore[operator]
+    result = score(
         "--input", str(source), "--text-col", "body", "--output", str(output),
         "--tasks", "sentiment", "--prefix", "ai_",
     )  # fmt: skip
@@ -154,12 +158,13 @@ def test_parquet_round_trip_keeps_the_input_types(score: object, tmp_path: Path)
     assert [e["row"] for e in errors] == [1, 4, 7]
 
 
-def test_columns_the_output_would_overwrite_are_refused(score: object, tmp_path: Path) -> None:
+def test_columns_the_output_would_overwrite_are_refused(score: Invoke, tmp_path: Path) -> None:
     source = tmp_path / "in.csv"
     source.write_text("text,intent\nhello,old label\n")
-    result = score("--input", str(source), "--output", str(tmp_path / "o.csv"))  # type: ignore[operator]
+    result = score("--input", str(source), "--output", str(tmp_path / "o.csv"))
     assert result.exit_code == 2
-    assert "already has column(s) intent" in result.output and "--prefix" in result.output
+    assert "already has column(s) intent" in result.output
+    assert "--prefix" in result.output
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -182,7 +187,8 @@ async def test_stored_messages_are_scored_from_the_database(
         score_database, backend.settings, since, tenant.slug, output, options
     )
     assert (summary.read, summary.scored, summary.malformed) == (3, 2, 1)
-    assert summary.errors[0].reason == "empty text" and emptied in str(summary.errors[0].raw)
+    assert summary.errors[0].reason == "empty text"
+    assert emptied in str(summary.errors[0].raw)
     rows = pq.read_table(output).to_pylist()
     assert [r["text"] for r in rows] == texts[:2]
     assert {r["tenant_id"] for r in rows} == {tenant.id}

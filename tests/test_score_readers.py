@@ -91,7 +91,7 @@ def test_a_missing_text_column_is_an_error_of_the_file(tmp_path: Path, suffix: s
         source.write_text(json.dumps(rows[0]) + "\n")
     else:
         pq.write_table(pa.Table.from_pylist(rows), source)
-    with pytest.raises(MissingColumnError, match="no column 'text'.*body"):
+    with pytest.raises(MissingColumnError, match=r"no column 'text'.*body"):
         read_input(source, "text")
 
 
