@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 TEXT = "text"
 CHANNEL = "channel"
 Progress = Callable[[int], object]
+BATCHES_PER_BLOCK = 4
 
 
 class ScoreBatch:
@@ -123,11 +124,15 @@ def score_texts(
     _quiet_ray_data()
     if not texts:
         return score_schema(choice.tasks).empty_table()
+    # Blocks of a few batches: fewer Ray tasks than one per batch, and still enough blocks
+    # for the actors to pull as they finish, so that the cores stay even to the end.
     workers = workers or default_workers()
-    # One block per batch: the actors pull blocks as they finish, so the cores stay even.
+    per_block = batch_size * max(
+        1, min(BATCHES_PER_BLOCK, len(texts) // (batch_size * workers * 4))
+    )
     blocks = []
-    for start in range(0, len(texts), batch_size):
-        stop = min(start + batch_size, len(texts))
+    for start in range(0, len(texts), per_block):
+        stop = min(start + per_block, len(texts))
         block: dict[str, Any] = {ROW: np.arange(start, stop), TEXT: list(texts[start:stop])}
         if channels is not None:
             block[CHANNEL] = list(channels[start:stop])
