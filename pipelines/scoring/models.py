@@ -61,6 +61,8 @@ def resolve_models(
     if heads and bundle.unavailable:
         raise ModelsUnavailableError(bundle.unavailable)
     registered, versions = _champions(settings, heads)
+    if registered:
+        _with_registered(bundle, registered)  # refuse here, not in every actor
     for task in heads:
         versions.setdefault(task, f"bundle/{bundle.heads_key}")
     return ModelChoice(folder, settings.ai, tasks, versions, registered)
@@ -100,11 +102,16 @@ def load_analyzer(choice: ModelChoice, threads: int = 1) -> Analyzer:
 def _with_registered(bundle: ModelBundle, folders: dict[str, Path]) -> ModelBundle:
     """The bundle with the registered heads in place of its own; urgency reads the sentiment
     head it was trained with, so it is rebuilt on whichever sentiment head is in use."""
-    from models.heads import CalibratedHead, UrgencyModel
+    from models.heads import CalibratedHead, EncoderMismatchError, UrgencyModel
 
     def head(task: str, own: CalibratedHead | None) -> CalibratedHead | None:
         folder = folders.get(task)
-        return CalibratedHead.load(folder, bundle.encoder) if folder else own
+        if folder is None:
+            return own
+        try:
+            return CalibratedHead.load(folder, bundle.encoder)
+        except (OSError, ValueError, EncoderMismatchError) as exc:
+            raise ModelsUnavailableError(f"the {task} champion cannot be loaded: {exc}") from exc
 
     intent = head("intent", bundle.intent)
     sentiment = head("sentiment", bundle.sentiment)
