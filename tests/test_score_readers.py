@@ -95,6 +95,12 @@ def test_a_missing_text_column_is_an_error_of_the_file(tmp_path: Path, suffix: s
         read_input(source, "text")
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path) -> None:
+    source = tmp_path / "excel.csv"
+    source.write_bytes("text,id\nhello there,1\n".encode("utf-8-sig"))
+    assert read_input(source, "text").rows == [{"text": "hello there", "id": "1"}]
+
+
 def test_unknown_formats_are_refused(tmp_path: Path) -> None:
     source = tmp_path / "in.xlsx"
     source.write_text("x")

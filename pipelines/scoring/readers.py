@@ -105,7 +105,8 @@ def _cut(raw: str) -> str:
 
 # ----------------------------------------------------------------------------- CSV
 def read_csv(path: Path, text_col: str) -> InputTable:
-    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+    # utf-8-sig: spreadsheet exports start with a byte-order mark the header must not keep
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
         reader = csv.reader(handle, strict=True)
         try:
             header = next(reader)
@@ -149,7 +150,7 @@ def read_jsonl(path: Path, text_col: str) -> InputTable:
     table = InputTable("jsonl", [], [])
     seen: dict[str, None] = {}
     objects = 0
-    with path.open(encoding="utf-8", errors="replace") as handle:
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:
         for line, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue

@@ -99,7 +99,8 @@ def score_table(
     started = time.perf_counter()
     if texts:
         ensure_ray(settings, options.address)
-        summary.workers = options.workers or default_workers()
+        # an actor needs a whole CPU: more than the cluster has would wait forever
+        summary.workers = min(options.workers or default_workers(), default_workers())
         scores = _score(texts, channels, choice, options, summary.workers)
     else:
         scores = score_schema(choice.tasks).empty_table()
