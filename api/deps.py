@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from api.errors import Forbidden, RateLimited, Unauthorized
 from core.db.types import utcnow
 from core.domain.enums import Role
+from core.domain.feedback import FEEDBACK_TASKS
 from core.domain.tenancy import ApiKey, User
 from core.events.store import EventContext, EventRecorder
 from core.runtime import Runtime
@@ -80,6 +81,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
         if session.info.pop("outbox_written", False):
             runtime.relay.notify()
+        corrected = session.info.pop(FEEDBACK_TASKS, None)
+    # After the session is closed: on SQLite it may still hold the write lock.
+    if corrected and runtime.settings.training.retrain_after_corrections:
+        from training.retrain import after_feedback
+
+        await after_feedback(runtime.settings, runtime.sessions, corrected)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

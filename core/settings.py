@@ -72,6 +72,12 @@ class MlflowSettings(BaseModel):
     tracking_uri: str = ""
 
 
+class TrainingSettings(BaseModel):
+    # Start `relaydesk train <task> --include-feedback` once this many new corrections of a
+    # task have arrived since the last start; 0 (the default) never starts one.
+    retrain_after_corrections: int = Field(default=0, ge=0)
+
+
 class AuthSettings(BaseModel):
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
     jwt_algorithm: str = "HS256"
@@ -128,6 +134,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     ai: AiSettings = AiSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    training: TrainingSettings = TrainingSettings()
 
     @model_validator(mode="after")
     def _fold_short_names(self) -> Settings:

@@ -24,6 +24,10 @@ INTENT_LABELS: tuple[str, ...] = (
     "other",
 )
 
+# The sentiment and urgency heads' labels; urgency shares its scale with ticket priority.
+SENTIMENT_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
+URGENCY_LABELS: tuple[str, ...] = ("low", "normal", "high", "urgent")
+
 # What the customer wants, per label.
 INTENT_DESCRIPTIONS: dict[str, str] = {
     "order_status": "to know where an order is: tracking, expected delivery date",

@@ -66,6 +66,7 @@ ENDPOINTS: list[tuple[str, Call, Role]] = [
         lambda t, h: _reply(t, h),
         Role.AGENT,
     ),
+    ("ai quality", lambda t, h: t.client.get("/v1/ai/quality", headers=h), Role.AGENT),
     (
         "bulk tickets",
         lambda t, h: t.client.post(

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from pydantic import AwareDatetime
 
-from api.deps import ModelsDep, SessionDep, Viewer
+from api.deps import Agent, ModelsDep, SessionDep, Viewer
 from api.schemas.ai import (
     AnalysisBatchPublic,
     AnalysisPublic,
     AnalyzeBatch,
     AnalyzeBody,
+    QualityPublic,
     SuggestPublic,
     SuggestRequest,
 )
-from api.services import ai
+from api.services import ai, quality
 
 router = APIRouter(prefix="/v1/ai", tags=["ai"])
 
@@ -47,3 +49,12 @@ async def suggest(
     return SuggestPublic.model_validate(
         {"query": query, "articles": articles, "replies": replies}, from_attributes=True
     )
+
+
+@router.get("/quality", response_model=QualityPublic)
+async def model_quality(
+    session: SessionDep, principal: Agent, since: AwareDatetime | None = None
+) -> QualityPublic:
+    """Accuracy of the models against this tenant's reviews (corrections and
+    confirmations), per task and model version, reviews since `since` if given."""
+    return await quality.quality(session, principal.tenant_id, since)

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Discriminator, Field, Tag, field_validator
+from pydantic import (
+    BaseModel,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from api.schemas.common import Input, Output
 from core.domain.enums import ChannelType
@@ -141,3 +150,52 @@ class ChurnPublic(BaseModel):
     signals: ChurnSignalsPublic
     model_version: str
     notes: list[str]
+
+
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+class AnalysisCorrection(Input):
+    """The right labels for a message, as a person reads it. A label equal to the model's
+    is recorded as a confirmation."""
+
+    intent: Label | None = Field(default=None, description="One of the tenant's intents.")
+    sentiment: Label | None = Field(default=None, description="negative, neutral or positive")
+    urgency: Label | None = Field(default=None, description="low, normal, high or urgent")
+
+    @model_validator(mode="after")
+    def _some_label(self) -> AnalysisCorrection:
+        if not self.model_fields_set:
+            raise ValueError("give at least one of intent, sentiment, urgency")
+        if nulls := sorted(k for k in self.model_fields_set if getattr(self, k) is None):
+            raise ValueError(f"{', '.join(nulls)} cannot be null: send the right label")
+        return self
+
+    def labels(self) -> dict[str, str]:
+        return {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}
+
+
+class TaskQualityPublic(Output):
+    task: Literal["intent", "sentiment", "urgency"]
+    model_version: str | None = Field(description="The head version the reviews are about.")
+    reviewed: int = Field(description="Predictions a person reviewed (latest review each).")
+    corrected: int = Field(description="Reviewed predictions a person changed.")
+    accuracy: float | None = Field(description="Confirmations / reviewed; null if none.")
+
+
+class QualityTotalPublic(Output):
+    task: Literal["intent", "sentiment", "urgency"]
+    reviewed: int
+    corrected: int
+    accuracy: float | None
+
+
+class QualityPublic(BaseModel):
+    """How often people agreed with the live models, from their corrections."""
+
+    since: datetime | None
+    items: list[TaskQualityPublic] = Field(description="Per task and model version.")
+    totals: list[QualityTotalPublic] = Field(description="Per task, every version together.")
+    reviewed: int
+    corrected: int
+    accuracy: float | None

@@ -61,8 +61,21 @@ class InboundMessage(Input):
         return self
 
 
+class CorrectionPublic(Output):
+    """A person's label for one task, which the analysis shows instead of the model's."""
+
+    label: str
+    predicted: str | None = Field(description="What the model said (null: it abstained).")
+    model_version: str | None
+    source: str = Field(description="agent_correction or ticket_change")
+    actor_type: str
+    actor_id: str
+    created_at: datetime
+
+
 class MessageAnalysisPublic(Output):
-    """The latest analysis of a message by the enrichment pipeline."""
+    """The latest analysis of a message by the enrichment pipeline; where a person
+    corrected a label, the label is theirs and `corrections` keeps the model's."""
 
     model_version: str = Field(description="Digest of the versions of every model used.")
     encoder_version: str
@@ -75,6 +88,9 @@ class MessageAnalysisPublic(Output):
     entities: list[dict[str, Any]]
     details: dict[str, Any] = Field(description="Confidences, abstention reasons, notes.")
     created_at: datetime
+    corrections: dict[str, CorrectionPublic] = Field(
+        default_factory=dict, description="Per corrected task: the person's label and the model's."
+    )
 
 
 class ConversationInsightPublic(Output):

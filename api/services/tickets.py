@@ -39,7 +39,7 @@ from core.domain.tickets import Ticket, ticket_conversations
 from core.events.store import EventRecord, EventRecorder
 from core.events.types import DomainEvent
 
-from . import sla
+from . import feedback, sla
 from .common import (
     as_dicts,
     check_owned,
@@ -285,6 +285,7 @@ async def _apply_changes(
             setattr(ticket, name, new)
     ticket.updated_at = now
     await session.flush()
+    await feedback.from_ticket_change(session, recorder, ticket, diff)
     if "status" in diff:
         old, new = diff.pop("status")
         await _record(recorder, ticket, DomainEvent.TICKET_STATUS_CHANGED, {"from": old, "to": new})

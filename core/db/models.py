@@ -7,6 +7,7 @@ from core.domain.analyses import ConversationInsight, MessageAnalysis
 from core.domain.channels import Channel
 from core.domain.conversations import Conversation, Message, Note
 from core.domain.customers import Customer, CustomerIdentity
+from core.domain.feedback import AnalysisFeedback, RetrainMark
 from core.domain.idempotency import IdempotencyRecord
 from core.domain.intents import TenantIntent
 from core.domain.knowledge import KbArticle
@@ -16,6 +17,7 @@ from core.domain.tickets import Ticket, ticket_conversations
 from core.events.store import EventRecord, OutboxRecord
 
 __all__ = [
+    "AnalysisFeedback",
     "ApiKey",
     "Base",
     "Channel",
@@ -30,6 +32,7 @@ __all__ = [
     "MessageAnalysis",
     "Note",
     "OutboxRecord",
+    "RetrainMark",
     "SlaPolicy",
     "Team",
     "Tenant",

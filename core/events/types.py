@@ -18,6 +18,7 @@ class DomainEvent(StrEnum):
     MESSAGE_RECEIVED = "message.received"
     MESSAGE_SENT = "message.sent"
     MESSAGE_ANALYZED = "message.analyzed"
+    ANALYSIS_CORRECTED = "analysis.corrected"
     NOTE_ADDED = "note.added"
     TICKET_CREATED = "ticket.created"
     TICKET_UPDATED = "ticket.updated"
@@ -25,6 +26,9 @@ class DomainEvent(StrEnum):
     TICKET_ASSIGNED = "ticket.assigned"
     TICKET_CONVERSATION_LINKED = "ticket.conversation_linked"
     TICKET_SLA_BREACHED = "ticket.sla_breached"
+    MODEL_PROMOTED = "model.promoted"
+    MODEL_REJECTED = "model.rejected"
+    MODEL_ROLLED_BACK = "model.rolled_back"
 
 
 class Topic(StrEnum):

@@ -37,8 +37,8 @@ from models.encoder import Encoder
 from models.heads.calibrated import CalibratedHead, KernelSpec
 from models.heads.data import SupportExample
 from models.heads.embeddings import embed_cached
+from models.taxonomy import SENTIMENT_LABELS as SENTIMENT_LABELS
 
-SENTIMENT_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 TRAIN_SOURCES = ("amazon", "nyt", "movies")
 TEST_SOURCE = "tweets"
 SENTIMENT_C_GRID = (0.01,)

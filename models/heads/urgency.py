@@ -33,8 +33,8 @@ from models.encoder import Encoder
 from models.heads.calibrated import CalibratedHead, F32Array, Prediction
 from models.heads.data import SupportExample
 from models.heads.embeddings import embed_cached
+from models.taxonomy import URGENCY_LABELS as URGENCY_LABELS
 
-URGENCY_LABELS: tuple[str, ...] = ("low", "normal", "high", "urgent")
 CHANNELS: tuple[str, ...] = ("email", "web", "whatsapp", "instagram")
 FEATURE_NAMES: tuple[str, ...] = (
     "sentiment_negative",
