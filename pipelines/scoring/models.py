@@ -1,9 +1,9 @@
 """Which models a scoring run uses, resolved once by the driver, loaded once per actor.
 
-The champion of each head task comes from the model registry (`models.registry`) when one
-is registered; a task without a champion (or an installation without a registry) uses the
-bundle's head, reported as `bundle/<heads_key>`. The driver resolves the versions before any
-actor starts, so every row of one run is scored by the same models even if a promotion
+The champion of each head task comes from the model registry (`models.registry`; its
+folder fetched once into `<models_dir>/registry/`); a task without a champion uses the
+bundle's head, reported as `bundle/<heads_key>`. The driver resolves the versions before
+any actor starts, so every row of one run is scored by the same models even if a promotion
 happens meanwhile."""
 
 from __future__ import annotations
@@ -70,16 +70,22 @@ def resolve_models(
 
 def _champions(settings: Settings, tasks: list[str]) -> tuple[dict[str, Path], dict[str, str]]:
     """Fetched folders and labels of the registered champions among `tasks`."""
-    if not tasks:
-        return {}, {}
-    try:
-        from models.registry import ModelRegistry
-    except ImportError:  # an installation without the model registry: the bundle's heads
+    from models.registry import ModelRegistry
+
+    if not tasks or not _store_exists(settings):
         return {}, {}
     registry = ModelRegistry.from_settings(settings)
     champions = registry.champions(tasks)
-    folders = {task: Path(registry.fetch(ref)) for task, ref in champions.items()}
-    return folders, {task: str(ref.label) for task, ref in champions.items()}
+    folders = {task: registry.fetch(ref) for task, ref in champions.items()}
+    return folders, {task: ref.label for task, ref in champions.items()}
+
+
+def _store_exists(settings: Settings) -> bool:
+    """False when the embedded MLflow store was never created: nothing is registered, and
+    opening it would create it (seconds of schema migrations) only to find that out."""
+    if settings.mlflow.tracking_uri:
+        return True
+    return (settings.data_dir / "mlflow" / "mlflow.db").is_file()
 
 
 def load_analyzer(choice: ModelChoice, threads: int = 1) -> Analyzer:
@@ -100,28 +106,25 @@ def load_analyzer(choice: ModelChoice, threads: int = 1) -> Analyzer:
 
 
 def _with_registered(bundle: ModelBundle, folders: dict[str, Path]) -> ModelBundle:
-    """The bundle with the registered heads in place of its own; urgency reads the sentiment
-    head it was trained with, so it is rebuilt on whichever sentiment head is in use."""
+    """The bundle with the registered heads in place of its own. A registered urgency head
+    comes with the sentiment head it was trained on (`models.registry.load_head`)."""
     from models.heads import CalibratedHead, EncoderMismatchError, UrgencyModel
+    from models.registry import load_head
 
-    def head(task: str, own: CalibratedHead | None) -> CalibratedHead | None:
-        folder = folders.get(task)
-        if folder is None:
-            return own
+    loaded: dict[str, CalibratedHead | UrgencyModel] = {}
+    for task, folder in folders.items():
         try:
-            return CalibratedHead.load(folder, bundle.encoder)
+            loaded[task] = load_head(task, folder, bundle.encoder)
         except (OSError, ValueError, EncoderMismatchError) as exc:
             raise ModelsUnavailableError(f"the {task} champion cannot be loaded: {exc}") from exc
-
-    intent = head("intent", bundle.intent)
-    sentiment = head("sentiment", bundle.sentiment)
-    urgency_head = head("urgency", bundle.urgency.head if bundle.urgency else None)
-    if sentiment is None or urgency_head is None:
-        return dataclasses.replace(bundle, intent=intent)
-    try:
-        urgency = UrgencyModel(urgency_head, sentiment)
-    except ValueError as exc:
-        raise ModelsUnavailableError(
-            f"the urgency head does not read the sentiment head in use: {exc}"
-        ) from exc
-    return dataclasses.replace(bundle, intent=intent, sentiment=sentiment, urgency=urgency)
+    intent, sentiment, urgency = (
+        loaded.get("intent"),
+        loaded.get("sentiment"),
+        loaded.get("urgency"),
+    )
+    return dataclasses.replace(
+        bundle,
+        intent=intent if isinstance(intent, CalibratedHead) else bundle.intent,
+        sentiment=sentiment if isinstance(sentiment, CalibratedHead) else bundle.sentiment,
+        urgency=urgency if isinstance(urgency, UrgencyModel) else bundle.urgency,
+    )
