@@ -196,3 +196,41 @@ async def test_stored_messages_are_scored_from_the_database(
     assert all(r["channel"] and r["direction"] == "inbound" for r in rows)
     assert all(r["urgency_model_version"] == summary.versions["urgency"] for r in rows)
     _bundle_version(summary.versions["intent"])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning:mlflow")
+def test_a_registered_champion_is_what_scores_the_file(
+    ray_session: None, models_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A head trained and registered by `relaydesk train` is the one `relaydesk score` uses;
+    tasks without a registered champion keep the bundle's heads, and each column says which."""
+    import csv
+
+    from tests.training_support import training_settings
+    from training.jobs import IntentConfig, run_training
+
+    from models.registry import ModelRegistry
+
+    settings = training_settings(tmp_path / "data", models_cache, migrate=True)
+    trained = run_training("intent", IntentConfig(max_rows=300), settings)
+    assert trained.ref.label == "relaydesk-intent/1"
+    champion = ModelRegistry.from_settings(settings).champion("intent")
+    assert champion is not None and champion.version == "1"
+
+    monkeypatch.setenv("RELAYDESK_DATA_DIR", str(settings.data_dir))
+    get_settings.cache_clear()
+    source, output = tmp_path / "in.csv", tmp_path / "out.csv"
+    source.write_text("id,text\n1,Where is my order 4411?\n2,I want a refund\n")
+    result = runner.invoke(
+        app,
+        ["score", "--input", str(source), "--text-col", "text", "--output", str(output),
+         "--models-dir", str(settings.models_dir), "--workers", "1"],
+    )  # fmt: skip
+    get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    with output.open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["id"] for r in rows] == ["1", "2"]
+    assert {r["intent_model_version"] for r in rows} == {"relaydesk-intent/1"}
+    _bundle_version(rows[0]["sentiment_model_version"])
+    assert all(r["intent"] or r["intent_reason"] for r in rows)
