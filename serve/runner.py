@@ -56,12 +56,21 @@ def _relaydesk_env() -> dict[str, str]:
 
 
 def deploy(settings: Settings, host: str, port: int, args: AppArgs) -> str:
+    """Deploy the app from its config (`serve.declarative`), serving the registered
+    champion heads, so that promotions later reach the replicas in place."""
     from ray import serve
 
-    from serve.app import APP_NAME, build_app
+    from serve.declarative import deploy as deploy_config
+    from serve.options import EnricherConfig
+    from serve.swap import champion_versions
 
     serve.start(http_options={"host": host, "port": port})
-    serve.run(build_app(args), name=APP_NAME, route_prefix="/")
+    try:
+        heads = champion_versions(settings)
+    except Exception as exc:  # no registry yet, or unreadable: the bundle's heads serve
+        logger.warning("serving the bundle's heads: cannot read the model registry: %s", exc)
+        heads = {}
+    deploy_config(args, EnricherConfig.model_validate({"heads": heads}))
     return f"http://{host}:{port}"
 
 

@@ -1,0 +1,178 @@
+"""Hot swap: new head versions reach the running Enricher replicas without a restart.
+
+`push_model_versions` rewrites the Enricher's `user_config` in the running app's config and
+applies it through the Serve controller (`serve.declarative`); Serve calls `reconfigure` on
+every replica in place, each builds the new set off the request path and swaps it in. The
+call returns when every replica has taken the new config, with what each now serves, or the
+reason it kept the old heads.
+
+    result = push_model_versions(settings, {"intent": "4"}, shadow={"sentiment": "7"})
+    if result is None: ...          # no RelayDesk app on Serve: nothing to update
+    elif result.error: ...          # every replica still serves the old heads
+    else: result.versions, result.switch_s
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from core.settings import Settings
+from serve.options import EnricherConfig, HeadsStatus
+
+if TYPE_CHECKING:
+    from ray.serve._private.client import ServeControllerClient
+
+logger = logging.getLogger(__name__)
+
+POLL_S = 0.02
+
+
+class SwapError(RuntimeError):
+    """The running app cannot be updated in place (deployed with `serve.run`, or the
+    replicas did not take the new config in time)."""
+
+
+@dataclass(frozen=True)
+class SwapResult:
+    heads: dict[str, str]  # task → version asked for
+    shadow: dict[str, str]
+    replicas: list[HeadsStatus]  # what each Enricher replica reported after the swap
+    switch_s: float  # from applying the config to the last replica reporting it
+    errors: dict[str, str] = field(default_factory=dict)  # replica → why it kept the old set
+
+    @property
+    def error(self) -> str | None:
+        return "; ".join(sorted(set(self.errors.values()))) or None
+
+    @property
+    def versions(self) -> dict[str, str]:
+        """Task → version label served (the first replica's; all agree when `error` is None)."""
+        return dict(self.replicas[0].versions) if self.replicas else {}
+
+
+def champion_versions(settings: Settings) -> dict[str, str]:
+    """Task → registry version of each head's champion (none before a first version is
+    registered: the bundle's heads serve)."""
+    from models.head_set import HEAD_TASKS
+    from models.registry import ModelRegistry
+
+    registry = ModelRegistry.from_settings(settings)
+    return {task: ref.version for task, ref in registry.champions(HEAD_TASKS).items()}
+
+
+@contextmanager
+def ray_connection(settings: Settings) -> Iterator[bool]:
+    """This process's Ray session, or one joined for the block (`RELAYDESK_RAY_ADDRESS`,
+    else the local cluster `relaydesk up` started); False when there is none."""
+    import ray
+
+    from serve.runner import ray_env
+
+    if ray.is_initialized():
+        yield True
+        return
+    ray_env()
+    try:
+        ray.init(address=settings.ray.address or "auto", logging_level=logging.WARNING)
+    except ConnectionError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        ray.shutdown()
+
+
+def push_model_versions(
+    settings: Settings,
+    heads: Mapping[str, str],
+    shadow: Mapping[str, str] | None = None,
+    *,
+    timeout_s: float = 120.0,
+) -> SwapResult | None:
+    """Serve the head versions `heads` (task → registry version or alias; a task left out
+    serves the bundle's head) and run `shadow` challengers beside them, on every running
+    Enricher replica, in place. None when no RelayDesk app runs on Serve. Raises SwapError
+    when the app cannot be changed in place, ValueError on an unknown task."""
+    wanted = EnricherConfig.model_validate({"heads": dict(heads), "shadow": dict(shadow or {})})
+    with ray_connection(settings) as connected:
+        if not connected:
+            return None
+        from serve.declarative import controller
+
+        client = controller()
+        if client is None:
+            return None
+        return _push(client, wanted, timeout_s)
+
+
+def _push(client: ServeControllerClient, wanted: EnricherConfig, timeout_s: float) -> SwapResult:
+    from serve.app import APP_NAME
+    from serve.declarative import apply, deployed_config, enricher_config, with_enricher
+
+    details = client.get_serve_details().get("applications", {})
+    if APP_NAME not in details:
+        raise SwapError(f"no {APP_NAME} application is running on Serve")
+    config = deployed_config(client)
+    if config is None:
+        raise SwapError(
+            f"the {APP_NAME} application was deployed with serve.run, which cannot be updated "
+            "in place: deploy it from its config (`relaydesk up`, `serve deploy`)"
+        )
+    current = enricher_config(config)
+    target = current.model_copy(update={"heads": wanted.heads, "shadow": wanted.shadow})
+    user_config = target.user_config()
+    started = time.perf_counter()
+    apply(client, with_enricher(config, target))
+    replicas = wait_for_replicas(client, user_config, timeout_s)
+    switch_s = time.perf_counter() - started
+    errors = {r.replica: r.error for r in replicas if r.error}
+    result = SwapResult(dict(wanted.heads), dict(wanted.shadow), replicas, switch_s, errors)
+    if errors:
+        logger.warning("hot swap kept the old heads: %s", result.error)
+    else:
+        logger.info("hot swap to %s in %.3f s", result.versions, switch_s)
+    return result
+
+
+def _running_replicas(client: ServeControllerClient) -> set[str]:
+    from serve.app import APP_NAME
+    from serve.declarative import ENRICHER
+
+    app = client.get_serve_details().get("applications", {}).get(APP_NAME, {})
+    deployment = app.get("deployments", {}).get(ENRICHER, {})
+    return {r["replica_id"] for r in deployment.get("replicas", []) if r["state"] == "RUNNING"}
+
+
+def wait_for_replicas(
+    client: ServeControllerClient, user_config: dict[str, Any], timeout_s: float
+) -> list[HeadsStatus]:
+    """Poll the Enricher until every running replica reports having taken `user_config`
+    (applied, or refused with its error). A handle call reaches one replica chosen by the
+    router, so each round asks several times as many as there are replicas."""
+    from ray import serve
+
+    from serve.app import APP_NAME
+    from serve.declarative import ENRICHER
+
+    handle = serve.get_deployment_handle(ENRICHER, app_name=APP_NAME)
+    deadline = time.monotonic() + timeout_s
+    seen: dict[str, HeadsStatus] = {}
+    while True:
+        running = _running_replicas(client)
+        asks = [handle.heads_status.remote() for _ in range(max(1, 4 * len(running)))]
+        for ask in asks:
+            status: HeadsStatus = ask.result(timeout_s=max(1.0, deadline - time.monotonic()))
+            if status.requested == user_config:
+                seen[status.replica] = status
+        if running and running <= set(seen):
+            return [seen[r] for r in sorted(running)]
+        if time.monotonic() > deadline:
+            missing = sorted(running - set(seen))
+            raise SwapError(f"replicas {missing} did not take the new heads in {timeout_s} s")
+        time.sleep(POLL_S)
