@@ -18,13 +18,15 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from models.bundle import ModelBundle
 from models.encoder import Encoder
 from models.heads import CalibratedHead, UrgencyModel
+
+if TYPE_CHECKING:
+    from models.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -35,24 +37,6 @@ CHAMPION = "champion"
 
 class HeadLoadError(RuntimeError):
     """A requested head version cannot be served; the message says which and why."""
-
-
-class RegisteredHead(Protocol):
-    """What `models.registry.ModelRef` offers that loading needs."""
-
-    @property
-    def task(self) -> str: ...
-
-    @property
-    def label(self) -> str: ...
-
-
-class HeadSource(Protocol):
-    """The part of `models.registry.ModelRegistry` that loading needs."""
-
-    def get(self, task: str, alias_or_version: str) -> RegisteredHead | None: ...
-
-    def fetch(self, ref: RegisteredHead) -> Path: ...
 
 
 def _frozen(versions: Mapping[str, str]) -> Mapping[str, str]:
@@ -110,10 +94,12 @@ class HeadSet:
 
 
 def _load_head(
-    source: HeadSource, encoder: Encoder, task: str, wanted: str
-) -> tuple[CalibratedHead | None, str | None]:
+    source: ModelRegistry, encoder: Encoder, task: str, wanted: str
+) -> tuple[CalibratedHead | UrgencyModel | None, str | None]:
     """The registered head `wanted` names, with its label; (None, None) when `wanted` is the
     champion alias and no champion exists yet (the bundle serves)."""
+    from models.registry import load_head
+
     try:
         ref = source.get(task, wanted)
     except Exception as exc:  # a registry is a remote service: report whatever it raised
@@ -123,39 +109,56 @@ def _load_head(
             return None, None
         raise HeadLoadError(f"{task}: no version or alias {wanted!r} in the model registry")
     try:
-        folder = source.fetch(ref)
-        head = CalibratedHead.load(folder, encoder)
+        # urgency comes with the sentiment head it was trained on, whatever sentiment serves
+        head = load_head(task, source.fetch(ref), encoder)
     except Exception as exc:  # download, file and format errors alike keep the old heads
         raise HeadLoadError(f"{task}: cannot load {ref.label}: {exc}") from exc
-    if head.task != task:
-        raise HeadLoadError(f"{task}: {ref.label} holds a {head.task} head")
+    found = head.head.task if isinstance(head, UrgencyModel) else head.task
+    if found != task:
+        raise HeadLoadError(f"{task}: {ref.label} holds a {found} head")
     return head, ref.label
 
 
-def _urgency(task_label: str, urgency: CalibratedHead, sentiment: CalibratedHead) -> UrgencyModel:
-    try:
-        return UrgencyModel(urgency, sentiment)
-    except ValueError as exc:
-        raise HeadLoadError(f"urgency: {task_label}: {exc}") from exc
+def _loaded(
+    source: Callable[[], ModelRegistry], encoder: Encoder, spec: Mapping[str, str]
+) -> tuple[dict[str, CalibratedHead | UrgencyModel], dict[str, str]]:
+    heads: dict[str, CalibratedHead | UrgencyModel] = {}
+    labels: dict[str, str] = {}
+    for task, wanted in spec.items():
+        head, label = _load_head(source(), encoder, task, wanted)
+        if head is not None and label is not None:
+            heads[task], labels[task] = head, label
+    return heads, labels
+
+
+def _calibrated(head: CalibratedHead | UrgencyModel | None) -> CalibratedHead | None:
+    assert head is None or isinstance(head, CalibratedHead)
+    return head
+
+
+def _urgency(head: CalibratedHead | UrgencyModel | None) -> UrgencyModel | None:
+    assert head is None or isinstance(head, UrgencyModel)
+    return head
 
 
 def resolve_heads(
-    source: Callable[[], HeadSource],
+    source: Callable[[], ModelRegistry],
     encoder: Encoder,
     bundle: HeadSet,
     heads: Mapping[str, str],
     shadow: Mapping[str, str] | None = None,
 ) -> HeadSet:
     """A new set: `bundle`'s heads, replaced by the registered versions `heads` names, with
-    the `shadow` challengers. `source` opens the registry, called only if a version is named.
-    Raises HeadLoadError (nothing half-built escapes)."""
-    unknown = sorted(set(heads) - set(HEAD_TASKS)) + sorted(set(shadow or {}) - set(HEAD_TASKS))
+    the `shadow` challengers. `source` opens the registry, called only if a version is
+    named. Raises HeadLoadError (nothing half-built escapes)."""
+    shadow = shadow or {}
+    unknown = sorted((set(heads) | set(shadow)) - set(HEAD_TASKS))
     if unknown:
         raise HeadLoadError(f"unknown head task(s) {unknown}: the tasks are {list(HEAD_TASKS)}")
     started = time.perf_counter()
-    registry: HeadSource | None = None
+    registry: ModelRegistry | None = None
 
-    def open_source() -> HeadSource:
+    def open_source() -> ModelRegistry:
         nonlocal registry
         if registry is None:
             try:
@@ -164,27 +167,27 @@ def resolve_heads(
                 raise HeadLoadError(f"cannot open the model registry: {exc}") from exc
         return registry
 
-    intent, sentiment = bundle.intent, bundle.sentiment
-    urgency_head = bundle.urgency.head if bundle.urgency else None
-    versions = dict(bundle.versions)
-    loaded: dict[str, CalibratedHead] = {}
-    for task, wanted in heads.items():
-        head, label = _load_head(open_source(), encoder, task, wanted)
-        if head is not None and label is not None:
-            loaded[task] = head
-            versions[task] = label
-    intent = loaded.get("intent", intent)
-    sentiment = loaded.get("sentiment", sentiment)
-    urgency_head = loaded.get("urgency", urgency_head)
-    urgency = None
-    if urgency_head is not None and sentiment is not None:
-        urgency = _urgency(versions.get("urgency", "?"), urgency_head, sentiment)
-    challengers = _challengers(open_source, encoder, shadow or {}, sentiment)
+    served, labels = _loaded(open_source, encoder, heads)
+    intent = _calibrated(served.get("intent", bundle.intent))
+    sentiment = _calibrated(served.get("sentiment", bundle.sentiment))
+    urgency = _urgency(served.get("urgency", bundle.urgency))
+    challengers = None
+    if shadow:
+        found, shadow_labels = _loaded(open_source, encoder, shadow)
+        missing = sorted(set(shadow) - set(found))
+        if missing:
+            raise HeadLoadError(f"nothing registered to run in shadow for {missing}")
+        challengers = Challengers(
+            _calibrated(found.get("intent")),
+            _calibrated(found.get("sentiment")),
+            _urgency(found.get("urgency")),
+            _frozen(shadow_labels),
+        )
     resolved = HeadSet(
         intent,
         sentiment,
         urgency,
-        _frozen({t: v for t, v in versions.items() if t in HEAD_TASKS}),
+        _frozen({**bundle.versions, **labels}),
         None if intent and sentiment and urgency else bundle.unavailable,
         challengers,
     )
@@ -195,34 +198,3 @@ def resolve_heads(
         (time.perf_counter() - started) * 1e3,
     )
     return resolved
-
-
-def _challengers(
-    open_source: Callable[[], HeadSource],
-    encoder: Encoder,
-    shadow: Mapping[str, str],
-    served_sentiment: CalibratedHead | None,
-) -> Challengers | None:
-    if not shadow:
-        return None
-    loaded: dict[str, CalibratedHead] = {}
-    versions: dict[str, str] = {}
-    for task, wanted in shadow.items():
-        head, label = _load_head(open_source(), encoder, task, wanted)
-        if head is None or label is None:
-            raise HeadLoadError(f"{task}: no {wanted!r} version to run in shadow")
-        loaded[task], versions[task] = head, label
-    urgency = None
-    if "urgency" in loaded:
-        # The challenger reads the sentiment head it was trained with: the served one, or a
-        # sentiment challenger shadowed beside it.
-        trained_on = loaded["urgency"].info.get("sentiment")
-        feeds = [h for h in (served_sentiment, loaded.get("sentiment")) if h is not None]
-        match = next((h for h in feeds if h.fingerprint() == trained_on), None)
-        if match is None:
-            raise HeadLoadError(
-                f"urgency: {versions['urgency']} was trained on sentiment head {trained_on}, "
-                "which is neither served nor shadowed"
-            )
-        urgency = UrgencyModel(loaded["urgency"], match)
-    return Challengers(loaded.get("intent"), loaded.get("sentiment"), urgency, _frozen(versions))

@@ -132,7 +132,9 @@ def _push(client: ServeControllerClient, wanted: EnricherConfig, timeout_s: floa
     replicas = wait_for_replicas(client, user_config, timeout_s)
     switch_s = time.perf_counter() - started
     errors = {r.replica: r.error for r in replicas if r.error}
-    result = SwapResult(dict(wanted.heads), dict(wanted.shadow), replicas, switch_s, errors)
+    asked: dict[str, str] = dict(wanted.heads.items())
+    shadowed: dict[str, str] = dict(wanted.shadow.items())
+    result = SwapResult(asked, shadowed, replicas, switch_s, errors)
     if errors:
         logger.warning("hot swap kept the old heads: %s", result.error)
     else:

@@ -26,7 +26,8 @@ from core.settings import Settings
 from models import entities as entity_model
 from models import language as language_model
 from models.analyzer import Analyzer
-from models.head_set import HeadLoadError, HeadSet, HeadSource, resolve_heads
+from models.head_set import HeadLoadError, HeadSet, resolve_heads
+from models.registry import ModelRegistry
 from models.service import Analysis, AnalyzeRequest, ShadowAgreement
 from serve.options import AppArgs, EnricherConfig, HeadsStatus
 
@@ -45,12 +46,9 @@ def _messages_in(items: list[list[AnalyzeRequest]]) -> int:
     return sum(len(requests) for requests in items)
 
 
-def open_registry(settings: Settings) -> HeadSource:
+def open_registry(settings: Settings) -> ModelRegistry:
     """The model registry the replicas load head versions from."""
-    from models.registry import ModelRegistry
-
-    registry: HeadSource = ModelRegistry.from_settings(settings)
-    return registry
+    return ModelRegistry.from_settings(settings)
 
 
 @serve.deployment(name="Enricher", max_ongoing_requests=MAX_BATCH_MESSAGES * CONCURRENT_BATCHES)
