@@ -4,8 +4,7 @@ challengers run in shadow without changing an answer, and the versions every ans
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +35,7 @@ class Store:
 
 
 @pytest.fixture(scope="module")
-def store(analyzer: Analyzer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+def store(analyzer: Analyzer, tmp_path_factory: pytest.TempPathFactory) -> Store:
     """A temporary MLflow store: intent 1 (the bundle's head), intent 2 (scrambled),
     sentiment 1 and urgency 1 (the bundle's), intent 3 (trained on another encoder)."""
     root = tmp_path_factory.mktemp("registry")
@@ -54,7 +53,7 @@ def store(analyzer: Analyzer, tmp_path_factory: pytest.TempPathFactory) -> Itera
     meta = (foreign / "head.json").read_text().replace(bundle.encoder.version, "another-version")
     (foreign / "head.json").write_text(meta)
     assert register_folder(settings, "intent", foreign).version == "3"
-    yield Store(settings, ModelRegistry.from_settings(settings))
+    return Store(settings, ModelRegistry.from_settings(settings))
 
 
 def fresh(analyzer: Analyzer) -> Analyzer:
@@ -185,12 +184,11 @@ def test_a_failing_challenger_costs_no_answer(analyzer: Analyzer, store: Store) 
     a = fresh(analyzer)
     plain = a.analyze(REQUESTS)
     heads = resolve(a, store, {}, shadow={"intent": "1"})
-    assert heads.shadow is not None and heads.shadow.intent is not None
+    assert heads.shadow is not None
+    assert heads.shadow.intent is not None
     broken = heads.shadow.intent
     # a challenger whose weights no longer fit the embedding fails at predict time
-    bad = type(broken)(**{**broken.__dict__, "coef": np.zeros((3, 5), dtype=np.float32)})
-    from dataclasses import replace
-
+    bad = replace(broken, coef=np.zeros((3, 5), dtype=np.float32))
     a.swap_heads(replace(heads, shadow=replace(heads.shadow, intent=bad)))
     assert a.analyze(REQUESTS) == plain
     assert a.shadow_tally.report() == []
