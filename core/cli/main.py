@@ -53,6 +53,16 @@ def _mount_eval() -> None:
 
 _mount_eval()
 
+
+def _mount_training() -> None:
+    from training.cli import mlflow_app, train_command
+
+    app.command("train")(train_command)
+    app.add_typer(mlflow_app, name="mlflow")
+
+
+_mount_training()
+
 T = TypeVar("T")
 
 

@@ -25,6 +25,9 @@ class DomainEvent(StrEnum):
     TICKET_ASSIGNED = "ticket.assigned"
     TICKET_CONVERSATION_LINKED = "ticket.conversation_linked"
     TICKET_SLA_BREACHED = "ticket.sla_breached"
+    MODEL_PROMOTED = "model.promoted"
+    MODEL_REJECTED = "model.rejected"
+    MODEL_ROLLED_BACK = "model.rolled_back"
 
 
 class Topic(StrEnum):
