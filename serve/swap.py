@@ -49,6 +49,16 @@ class SwapResult:
     def error(self) -> str | None:
         return "; ".join(sorted(set(self.errors.values()))) or None
 
+    def __str__(self) -> str:
+        n = len(self.replicas)
+        where = f"{n} Enricher replica{'s' if n != 1 else ''}"
+        if self.error:
+            return f"{where} kept the heads they served: {self.error}"
+        served = ", ".join(f"{t} {v}" for t, v in sorted(self.versions.items()))
+        shadow = ", ".join(f"{t} {v}" for t, v in sorted(self.replicas[0].shadow.items()))
+        tail = f"; shadow: {shadow}" if shadow else ""
+        return f"{where} now serve {served}{tail} (switched in {self.switch_s:.2f} s)"
+
     @property
     def versions(self) -> dict[str, str]:
         """Task → version label served (the first replica's; all agree when `error` is None)."""
@@ -61,6 +71,8 @@ def champion_versions(settings: Settings) -> dict[str, str]:
     from models.head_set import HEAD_TASKS
     from models.registry import ModelRegistry
 
+    if not settings.mlflow.tracking_uri and not (settings.data_dir / "mlflow" / "mlflow.db").exists():
+        return {}  # the embedded store is created by the first training run: nothing yet
     registry = ModelRegistry.from_settings(settings)
     return {task: ref.version for task, ref in registry.champions(HEAD_TASKS).items()}
 
