@@ -71,7 +71,8 @@ def champion_versions(settings: Settings) -> dict[str, str]:
     from models.head_set import HEAD_TASKS
     from models.registry import ModelRegistry
 
-    if not settings.mlflow.tracking_uri and not (settings.data_dir / "mlflow" / "mlflow.db").exists():
+    embedded = settings.data_dir / "mlflow" / "mlflow.db"
+    if not settings.mlflow.tracking_uri and not embedded.exists():
         return {}  # the embedded store is created by the first training run: nothing yet
     registry = ModelRegistry.from_settings(settings)
     return {task: ref.version for task, ref in registry.champions(HEAD_TASKS).items()}
