@@ -15,7 +15,7 @@ from models.analyzer import Analyzer
 from models.head_set import HeadLoadError, HeadSet, resolve_heads
 from models.registry import ModelRegistry
 from models.service import AnalyzeRequest, ShadowAgreement
-from tests.registry_doubles import register_folder, register_head
+from bench._registry import register_folder, register_head
 
 TEXTS = [
     "Where is my order 4411? It was due last week",

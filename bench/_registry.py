@@ -1,4 +1,5 @@
-"""Head versions registered in a temporary MLflow store, for the hot-swap tests.
+"""Head versions registered in a temporary MLflow store (the hot-swap tests and
+bench/swap_bench.py).
 
 Version 1 of `relaydesk-intent` is a copy of the bundle's intent head; a "scrambled" version
 has the same weights with its label names reversed, so that it answers differently on almost
