@@ -187,6 +187,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "from": old,
                     "to": new,
                     "push_s": round(result.switch_s, 3),
+                    "applied_s": None if result.applied_s is None else round(result.applied_s, 3),
                     "replica_load_ms": result.replicas[0].load_ms,
                 }
             )
@@ -237,14 +238,15 @@ def print_table(report: dict[str, Any]) -> None:
     print(f"\n{report['requests']} requests at {rate}/s, {failed} failed")
     print(f"steady latency: {report['steady_latency_ms']}")
     print(
-        "| swap | push s | replica load ms | first new s | all new s | failed ±2 s "
-        "| p95 / max ms around |"
+        "| swap | push s | swapped in s | replica load ms | first new s | all new s "
+        "| failed ±2 s | p95 / max ms around |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for s in report["swaps"]:
         lat = s["latency_around_ms"]
         print(
-            f"| {s['from']} → {s['to']} | {s['push_s']} | {s['replica_load_ms']} "
+            f"| {s['from']} → {s['to']} | {s['push_s']} | {s['applied_s']} "
+            f"| {s['replica_load_ms']} "
             f"| {s['first_new_s']} | {s['all_new_s']} "
             f"| {s['failed_around']} | {lat.get('p95')} / {lat.get('max')} |"
         )

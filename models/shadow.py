@@ -5,10 +5,13 @@ replica's Prometheus counter) hears every batch's counts as they are recorded.""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
 from models.service import ShadowAgreement
+
+logger = logging.getLogger(__name__)
 
 Listener = Callable[[str, str, str, int, int], None]
 
@@ -28,7 +31,10 @@ class ShadowTally:
             seen, same = self._counts.get(key, (0, 0))
             self._counts[key] = (seen + compared, same + agreed)
         if self.listener is not None:
-            self.listener(task, champion, challenger, compared, agreed)
+            try:
+                self.listener(task, champion, challenger, compared, agreed)
+            except Exception:  # a metrics hiccup must not cost the batch its answers
+                logger.exception("shadow listener failed")
 
     def report(self) -> list[ShadowAgreement]:
         with self._lock:

@@ -58,20 +58,26 @@ def controller() -> ServeControllerClient | None:
     return _get_global_client(raise_if_no_controller_running=False)
 
 
-def deployed_config(client: ServeControllerClient, name: str = APP_NAME) -> dict[str, Any] | None:
+def deployed_config(
+    client: ServeControllerClient, name: str = APP_NAME, details: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The config `name` was deployed with; None when it is not running or was deployed
-    with `serve.run` (nothing to change in place then)."""
-    app = client.get_serve_details().get("applications", {}).get(name)
+    with `serve.run` (nothing to change in place then). `details`: the controller's
+    `get_serve_details()`, when the caller has it."""
+    details = details or client.get_serve_details()
+    app = details.get("applications", {}).get(name)
     if not app or not app.get("deployed_app_config"):
         return None
     config: dict[str, Any] = dict(app["deployed_app_config"])
     return config
 
 
-def apply(client: ServeControllerClient, config: dict[str, Any]) -> None:
+def apply(
+    client: ServeControllerClient, config: dict[str, Any], details: dict[str, Any] | None = None
+) -> None:
     """Apply one application's config, keeping every other config-deployed application
     (the controller deletes those a config leaves out)."""
-    details = client.get_serve_details()
+    details = details or client.get_serve_details()
     others = [
         app["deployed_app_config"]
         for name, app in details.get("applications", {}).items()

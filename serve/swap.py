@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 POLL_S = 0.02
+RELIST_S = 1.0
 
 
 class SwapError(RuntimeError):
@@ -44,6 +45,8 @@ class SwapResult:
     replicas: list[HeadsStatus]  # what each Enricher replica reported after the swap
     switch_s: float  # from applying the config to the last replica reporting it
     errors: dict[str, str] = field(default_factory=dict)  # replica → why it kept the old set
+    # from applying the config to the last replica's swap (its clock): the switch itself
+    applied_s: float | None = None
 
     @property
     def error(self) -> str | None:
@@ -128,10 +131,10 @@ def _push(client: ServeControllerClient, wanted: EnricherConfig, timeout_s: floa
     from serve.app import APP_NAME
     from serve.declarative import apply, deployed_config, enricher_config, with_enricher
 
-    details = client.get_serve_details().get("applications", {})
-    if APP_NAME not in details:
+    details = client.get_serve_details()
+    if APP_NAME not in details.get("applications", {}):
         raise SwapError(f"no {APP_NAME} application is running on Serve")
-    config = deployed_config(client)
+    config = deployed_config(client, APP_NAME, details)
     if config is None:
         raise SwapError(
             f"the {APP_NAME} application was deployed with serve.run, which cannot be updated "
@@ -140,14 +143,16 @@ def _push(client: ServeControllerClient, wanted: EnricherConfig, timeout_s: floa
     current = enricher_config(config)
     target = current.model_copy(update={"heads": wanted.heads, "shadow": wanted.shadow})
     user_config = target.user_config()
-    started = time.perf_counter()
-    apply(client, with_enricher(config, target))
-    replicas = wait_for_replicas(client, user_config, timeout_s)
+    started, wall = time.perf_counter(), time.time()
+    apply(client, with_enricher(config, target), details)
+    replicas = wait_for_replicas(client, user_config, timeout_s, _running_replicas(details))
     switch_s = time.perf_counter() - started
     errors = {r.replica: r.error for r in replicas if r.error}
     asked: dict[str, str] = dict(wanted.heads.items())
     shadowed: dict[str, str] = dict(wanted.shadow.items())
-    result = SwapResult(asked, shadowed, replicas, switch_s, errors)
+    swapped = [r.swapped_at for r in replicas if r.swapped_at is not None and not r.error]
+    applied_s = max(swapped) - wall if swapped and not errors else None
+    result = SwapResult(asked, shadowed, replicas, switch_s, errors, applied_s)
     if errors:
         logger.warning("hot swap kept the old heads: %s", result.error)
     else:
@@ -155,21 +160,25 @@ def _push(client: ServeControllerClient, wanted: EnricherConfig, timeout_s: floa
     return result
 
 
-def _running_replicas(client: ServeControllerClient) -> set[str]:
+def _running_replicas(details: dict[str, Any]) -> set[str]:
     from serve.app import APP_NAME
     from serve.declarative import ENRICHER
 
-    app = client.get_serve_details().get("applications", {}).get(APP_NAME, {})
+    app = details.get("applications", {}).get(APP_NAME, {})
     deployment = app.get("deployments", {}).get(ENRICHER, {})
     return {r["replica_id"] for r in deployment.get("replicas", []) if r["state"] == "RUNNING"}
 
 
 def wait_for_replicas(
-    client: ServeControllerClient, user_config: dict[str, Any], timeout_s: float
+    client: ServeControllerClient,
+    user_config: dict[str, Any],
+    timeout_s: float,
+    running: set[str] | None = None,
 ) -> list[HeadsStatus]:
     """Poll the Enricher until every running replica reports having taken `user_config`
     (applied, or refused with its error). A handle call reaches one replica chosen by the
-    router, so each round asks several times as many as there are replicas."""
+    router, so each round asks several times as many as there are replicas. `running`: the
+    replica ids, as the controller listed them (asked again every second)."""
     from ray import serve
 
     from serve.app import APP_NAME
@@ -177,9 +186,11 @@ def wait_for_replicas(
 
     handle = serve.get_deployment_handle(ENRICHER, app_name=APP_NAME)
     deadline = time.monotonic() + timeout_s
+    listed = time.monotonic() if running is not None else 0.0
     seen: dict[str, HeadsStatus] = {}
     while True:
-        running = _running_replicas(client)
+        if running is None or time.monotonic() - listed > RELIST_S:
+            running, listed = _running_replicas(client.get_serve_details()), time.monotonic()
         asks = [handle.heads_status.remote() for _ in range(max(1, 4 * len(running)))]
         for ask in asks:
             status: HeadsStatus = ask.result(timeout_s=max(1.0, deadline - time.monotonic()))

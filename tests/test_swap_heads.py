@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench._registry import register_folder, register_head
 from core.settings import AiSettings, Settings
 from models.analyzer import Analyzer
 from models.head_set import HeadLoadError, HeadSet, resolve_heads
 from models.registry import ModelRegistry
 from models.service import AnalyzeRequest, ShadowAgreement
-from bench._registry import register_folder, register_head
 
 TEXTS = [
     "Where is my order 4411? It was due last week",

@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
+from bench._registry import register_head
 from bench._swap_load import LoadLoop, Shot
 from core.settings import Settings
 from models.analyzer import Analyzer
 from serve.options import HeadsStatus
-from bench._registry import register_head
 from tests.test_serve import embedded_data_dir, free_port
 
 ray = pytest.importorskip("ray")
