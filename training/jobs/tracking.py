@@ -82,8 +82,8 @@ def confusion_png(evaluation: Evaluation, path: Path, title: str) -> Path | None
             colorbar=False,
         )
         ax.set_title(title)
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
+        # long category names: let the saved image grow around them
+        fig.savefig(path, dpi=100, bbox_inches="tight")
     finally:
         plt.close(fig)
     return path
