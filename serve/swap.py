@@ -15,6 +15,7 @@ reason it kept the old heads.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -83,25 +84,46 @@ def champion_versions(settings: Settings) -> dict[str, str]:
 
 @contextmanager
 def ray_connection(settings: Settings) -> Iterator[bool]:
-    """This process's Ray session, or one joined for the block (`RELAYDESK_RAY_ADDRESS`,
-    else the local cluster `relaydesk up` started); False when there is none."""
+    """This process's Ray session, or one joined for the block: `RELAYDESK_RAY_ADDRESS`,
+    else the local Ray that `relaydesk up` started for this data dir (never just any Ray
+    on the machine); False when there is none."""
     import ray
 
-    from serve.runner import ray_env
+    from serve.runner import ray_address_file, ray_env
 
     if ray.is_initialized():
         yield True
         return
+    address = settings.ray.address
+    if not address:
+        recorded = ray_address_file(settings)
+        address = recorded.read_text().strip() if recorded.is_file() else ""
+    if not address or not _listening(address):
+        yield False
+        return
     ray_env()
     try:
-        ray.init(address=settings.ray.address or "auto", logging_level=logging.WARNING)
-    except ConnectionError:
+        ray.init(address=address, logging_level=logging.WARNING)
+    except ConnectionError:  # `relaydesk up` is gone and left its address behind
         yield False
         return
     try:
         yield True
     finally:
         ray.shutdown()
+
+
+def _listening(address: str) -> bool:
+    """Whether something accepts connections at `host:port` (Ray's client waits for a gone
+    cluster for a minute, then aborts the process); a `ray://` or other URL is trusted."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return True
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def push_model_versions(

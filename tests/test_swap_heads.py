@@ -210,3 +210,23 @@ def test_bundle_head_set_without_heads(analyzer: Analyzer, tmp_path: Path) -> No
     assert not heads.complete
     assert dict(heads.versions) == {}
     assert heads.unavailable == "no head trained for encoder hashing"
+
+
+def test_push_without_a_running_app_of_this_installation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ray
+
+    from serve.runner import ray_address_file
+    from serve.swap import push_model_versions, ray_connection
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    settings = Settings(data_dir=tmp_path)
+    # no `relaydesk up` for this data dir: nothing to update, and no other Ray is joined
+    assert push_model_versions(settings, {"intent": "1"}) is None
+    # one that died and left its address: noticed at once, not after Ray's minute of waiting
+    ray_address_file(settings).write_text("127.0.0.1:9\n")
+    with ray_connection(settings) as connected:
+        assert connected is False
+    with pytest.raises(ValueError, match="language"):
+        push_model_versions(settings, {"language": "1"})
