@@ -32,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,12 @@ os.environ["RELAYDESK_API__RATE_LIMIT_PER_MINUTE"] = "0"
 
 from bench._registry import register_head  # noqa: E402
 from bench._swap_load import LoadLoop, Shot  # noqa: E402
-from bench.enrich_bench import embedded_data_dir, free_port, percentile  # noqa: E402
+from bench.enrich_bench import (  # noqa: E402
+    embedded_data_dir,
+    free_port,
+    percentile,
+    wait_for_quiet,
+)
 from core.settings import AiSettings, Settings, get_settings  # noqa: E402
 from models.bundle import load_bundle  # noqa: E402
 
@@ -71,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gap", type=float, default=8.0, help="seconds of load between swaps")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds of load before the first")
     p.add_argument("--redeploy", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--wait-load", type=float, default=3.0, help="start below this 1-min load")
+    p.add_argument("--wait-max", type=float, default=600.0, help="seconds to wait for it; 0: no")
     p.add_argument("--models-dir", type=Path, default=None)
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     return p.parse_args(argv)
@@ -86,6 +94,14 @@ def models_dir_sharing(cache: Path, models_dir: Path) -> None:
 
 def window(shots: list[Shot], start: float, end: float) -> list[Shot]:
     return [s for s in shots if start <= s.sent < end]
+
+
+def failures(shots: list[Shot]) -> dict[str, int]:
+    """Failed requests by kind: HTTP status, or the client's exception."""
+    kinds = Counter(
+        str(s.status) if s.status else (s.error or "?").split("(")[0] for s in shots if not s.ok
+    )
+    return dict(kinds)
 
 
 def latency_ms(shots: list[Shot]) -> dict[str, float]:
@@ -196,6 +212,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             {
                 "requests": len(shots),
                 "failed": sum(not s.ok for s in shots),
+                "failures": failures(shots),
                 "achieved_rate": round(len(shots) / (shots[-1].sent - shots[0].sent), 1),
                 "steady_latency_ms": latency_ms([s for s in steady if s.ok]),
                 "replica_before": before,
@@ -227,6 +244,7 @@ def redeploy(url: str, key: str, args: argparse.Namespace, app: Any, name: str) 
     return {
         "serve_run_s": round(took, 1),
         "failed": sum(not s.ok for s in shots),
+        "failures": failures(shots),
         "requests": len(shots),
         "latency_around_ms": latency_ms([s for s in around if s.ok]),
         "replica_after": enricher_replica(),
@@ -257,7 +275,9 @@ def print_table(report: dict[str, Any]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    quiet = wait_for_quiet(args.wait_max, args.wait_load)
     report = run(args)
+    report["machine_at_start"] = quiet
     report["command"] = " ".join(sys.argv)
     report["load_avg"] = os.getloadavg()
     print_table(report)
