@@ -230,3 +230,18 @@ def test_push_without_a_running_app_of_this_installation(
         assert connected is False
     with pytest.raises(ValueError, match="language"):
         push_model_versions(settings, {"language": "1"})
+
+
+def test_stored_analyses_carry_the_versions_and_a_swap_makes_a_new_row_key(
+    analyzer: Analyzer, store: Store
+) -> None:
+    from pipelines.items import component_versions, model_version
+
+    a = fresh(analyzer)
+    before = a.analyze(REQUESTS[:1])[0]
+    a.swap_heads(resolve(a, store, {"intent": "1"}))
+    after = a.analyze(REQUESTS[:1])[0]
+    # message_analyses.versions, and the (message_id, model_version) key of its rows
+    assert component_versions(after)["intent"] == "relaydesk-intent/1"
+    assert component_versions(before)["intent"] == f"bundle/{analyzer.bundle.heads_key}"
+    assert model_version(after) != model_version(before)
