@@ -80,7 +80,8 @@ class HeadsStatus:
     pid: int
     requested: dict[str, Any] | None  # the last user_config, applied or not
     versions: dict[str, str]  # task → version label served
+    pending: bool = False  # `requested` is still loading; the fields below are the last done
     shadow: dict[str, str] = field(default_factory=dict)
-    error: str | None = None  # why `requested` is not served (the old heads still are)
+    error: str | None = None  # why the last config done is not served (the old heads are)
     load_ms: float = 0.0  # building the requested heads, off the request path
     swapped_at: float | None = None  # time.time() of the last swap

@@ -216,7 +216,7 @@ def wait_for_replicas(
         asks = [handle.heads_status.remote() for _ in range(max(1, 4 * len(running)))]
         for ask in asks:
             status: HeadsStatus = ask.result(timeout_s=max(1.0, deadline - time.monotonic()))
-            if status.requested == user_config:
+            if status.requested == user_config and not status.pending:
                 seen[status.replica] = status
         if running and running <= set(seen):
             return [seen[r] for r in sorted(running)]

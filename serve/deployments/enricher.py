@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import time
+from dataclasses import replace
 from typing import Any, cast
 
 import numpy as np
@@ -72,14 +73,31 @@ class EnricherDeployment:
         )
         self.analyzer.shadow_tally.listener = self._count_shadow
         self._replica = serve.get_replica_context().replica_id.unique_id
+        self._started = False
+        self._requested: dict[str, Any] | None = None
         self._status = self._describe(None, None, 0.0, None)
         # Serve may deliver a new user_config while the last one still loads: one at a time.
         self._reconfiguring = asyncio.Lock()
+        self._loading: set[asyncio.Task[None]] = set()
 
     async def reconfigure(self, config: dict[str, Any]) -> None:
-        """`user_config`, applied in place: the head versions are built in a worker thread
-        and swapped in at once; on any failure the served set stays and the error is kept
-        for `heads_status`."""
+        """`user_config`, applied in place. At replica start the configured heads load
+        before the first request; later changes load in the background, because Serve takes
+        a replica out of routing until `reconfigure` returns and requests would wait on the
+        load. The new set goes in with one assignment; on any failure the served set stays
+        and `heads_status` keeps the error."""
+        if not self._started:
+            self._started = True
+            await self._apply(config)
+            return
+        self._requested = config
+        self._status = replace(self._status, requested=config, pending=True)
+        task = asyncio.create_task(self._apply(config))
+        self._loading.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._loading.discard)
+
+    async def _apply(self, config: dict[str, Any]) -> None:
+        # One load at a time, in the order the configs came (asyncio.Lock is FIFO).
         async with self._reconfiguring:
             started = time.perf_counter()
             try:
@@ -88,7 +106,7 @@ class EnricherDeployment:
             except (ValidationError, HeadLoadError) as exc:
                 self._failed(config, str(exc), started)
                 return
-            except Exception as exc:  # raising here would make Serve replace the replica
+            except Exception as exc:  # keep serving: a load must never take the replica down
                 logger.exception("reconfigure failed")
                 self._failed(config, f"{type(exc).__name__}: {exc}", started)
                 return
@@ -115,13 +133,17 @@ class EnricherDeployment:
         self._status = self._describe(config, error, load_ms, self._status.swapped_at)
 
     def _describe(
-        self, requested: dict[str, Any] | None, error: str | None, ms: float, at: float | None
+        self, applied: dict[str, Any] | None, error: str | None, ms: float, at: float | None
     ) -> HeadsStatus:
+        """Status after `applied` was served or refused; still pending while a later config
+        waits for its turn."""
         heads = self.analyzer.heads
+        latest = self._requested if self._requested is not None else applied
         return HeadsStatus(
             replica=self._replica,
             pid=os.getpid(),
-            requested=requested,
+            requested=latest,
+            pending=latest != applied,
             versions=dict(heads.versions),
             shadow=dict(heads.shadow.versions) if heads.shadow else {},
             error=error,
