@@ -16,6 +16,7 @@ from models.analyzer import Analyzer
 from models.head_set import HeadLoadError, HeadSet, resolve_heads
 from models.registry import ModelRegistry
 from models.service import AnalyzeRequest, ShadowAgreement
+from tests.factories import TenantCtx, expect, expect_error
 
 TEXTS = [
     "Where is my order 4411? It was due last week",
@@ -245,3 +246,15 @@ def test_stored_analyses_carry_the_versions_and_a_swap_makes_a_new_row_key(
     assert component_versions(after)["intent"] == "relaydesk-intent/1"
     assert component_versions(before)["intent"] == f"bundle/{analyzer.bundle.heads_key}"
     assert model_version(after) != model_version(before)
+
+
+@pytest.mark.usefixtures("ai_models")
+@pytest.mark.asyncio(loop_scope="session")
+async def test_shadow_endpoint_is_for_admins(tenant: TenantCtx, analyzer: Analyzer) -> None:
+    viewer = await tenant.client.get("/v1/ai/shadow", headers=tenant.viewer.headers)
+    expect_error(viewer, 403)
+    body = expect(await tenant.client.get("/v1/ai/shadow", headers=tenant.admin.headers), 200)
+    # the session's analyzer shadows nothing: the counts are the tally's, whatever they are
+    assert body == {
+        "items": [{**vars(r), "agreement": r.agreement} for r in analyzer.shadow_tally.report()]
+    }
