@@ -206,16 +206,16 @@ def test_a_registered_champion_is_what_scores_the_file(
     tasks without a registered champion keep the bundle's heads, and each column says which."""
     import csv
 
+    from models.registry import ModelRegistry
     from tests.training_support import training_settings
     from training.jobs import IntentConfig, run_training
-
-    from models.registry import ModelRegistry
 
     settings = training_settings(tmp_path / "data", models_cache, migrate=True)
     trained = run_training("intent", IntentConfig(max_rows=300), settings)
     assert trained.ref.label == "relaydesk-intent/1"
     champion = ModelRegistry.from_settings(settings).champion("intent")
-    assert champion is not None and champion.version == "1"
+    assert champion is not None
+    assert champion.version == "1"
 
     monkeypatch.setenv("RELAYDESK_DATA_DIR", str(settings.data_dir))
     get_settings.cache_clear()
