@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 
-.PHONY: install up check test services-up services-down bench bench-enrich clean
+.PHONY: install up check test services-up services-down bench bench-enrich bench-swap clean
 
 $(STAMP): pyproject.toml
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -40,6 +40,10 @@ bench: install services-up
 ## Needs the built models (relaydesk models build); waits for a quiet machine first.
 bench-enrich: install
 	$(PY) bench/enrich_bench.py $(BENCH_ARGS)
+
+## Hot swap of a head version under 50 requests/s: switch time and failures (docs/benchmarks.md).
+bench-swap: install
+	$(PY) bench/swap_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .relaydesk .pytest_cache .mypy_cache .ruff_cache

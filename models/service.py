@@ -80,6 +80,26 @@ class Analysis:
     # limit, was empty, looked binary, ... Human-readable, one sentence each.
     notes: tuple[str, ...] = ()
     truncated: bool = False
+    # Task → version label of the head that answered ("relaydesk-intent/3", or
+    # "bundle/<heads_key>" before a version is registered); a head that did not run (empty
+    # text, no heads) is left out.
+    model_versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowAgreement:
+    """How often a challenger run in shadow gave the served head's answer (abstaining
+    counts as an answer), since the replica started."""
+
+    task: str
+    champion: str  # version label of the served head
+    challenger: str  # version label of the shadowed head
+    compared: int
+    agreed: int
+
+    @property
+    def agreement(self) -> float | None:
+        return self.agreed / self.compared if self.compared else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +177,10 @@ class ModelService(Protocol):
 
     async def versions(self) -> dict[str, str]:
         """Model name → version of everything loaded (for /readyz and answers)."""
+        ...
+
+    async def shadow(self) -> list[ShadowAgreement]:
+        """Agreement of the challengers run in shadow with the served heads."""
         ...
 
     async def close(self) -> None: ...

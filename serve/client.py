@@ -13,6 +13,7 @@ from models.service import (
     ChurnScore,
     KbHit,
     ReplyHit,
+    ShadowAgreement,
     SupportSignalsIn,
 )
 
@@ -52,6 +53,11 @@ class ServeModels:
     async def versions(self) -> dict[str, str]:
         versions: dict[str, str] = await self._enricher.versions.remote()
         return versions
+
+    async def shadow(self) -> list[ShadowAgreement]:
+        # One Enricher replica's counts; with several, the Prometheus counter sums them.
+        agreements: list[ShadowAgreement] = await self._enricher.shadow_report.remote()
+        return agreements
 
     async def close(self) -> None:
         # The handles belong to the Serve application; nothing to release here.

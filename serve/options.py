@@ -7,9 +7,11 @@ process. The arguments carry only what must agree across replicas started elsewh
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.settings import Settings, get_settings
 
@@ -48,3 +50,38 @@ class AppArgs(BaseModel):
         if ai:
             update["ai"] = settings.ai.model_copy(update=ai)
         return settings.model_copy(update=update) if update else settings
+
+
+HeadTask = Literal["intent", "sentiment", "urgency"]
+
+
+class EnricherConfig(BaseModel):
+    """The Enricher's `user_config`: what changes on running replicas without a restart
+    (Serve calls `reconfigure` with it in place)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    # Task → registry version ("3") or alias ("champion") to serve; a task left out serves
+    # the bundle's head.
+    heads: dict[HeadTask, str] = Field(default_factory=dict)
+    # Task → challenger version run in shadow beside the served head.
+    shadow: dict[HeadTask, str] = Field(default_factory=dict)
+
+    def user_config(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+@dataclass(frozen=True)
+class HeadsStatus:
+    """What an Enricher replica serves, and what became of the last `user_config` it got."""
+
+    replica: str
+    pid: int
+    requested: dict[str, Any] | None  # the last user_config, applied or not
+    versions: dict[str, str]  # task → version label served
+    pending: bool = False  # `requested` is still loading; the fields below are the last done
+    shadow: dict[str, str] = field(default_factory=dict)
+    error: str | None = None  # why the last config done is not served (the old heads are)
+    load_ms: float = 0.0  # building the requested heads, off the request path
+    swapped_at: float | None = None  # time.time() of the last swap

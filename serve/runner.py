@@ -8,6 +8,7 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
@@ -50,18 +51,42 @@ def start_ray(settings: Settings, *, dashboard: bool) -> tuple[bool, str | None]
     return started, (f"http://{url}" if url and not url.startswith("http") else url)
 
 
+def ray_address_file(settings: Settings) -> Path:
+    """Where `relaydesk up` leaves the address of the local Ray it started, so that other
+    commands of this installation (`relaydesk models promote`) reach its Serve app, and
+    never another Ray running on the same machine."""
+    return settings.data_dir / "ray.address"
+
+
+def record_ray_address(settings: Settings) -> None:
+    import ray
+
+    path = ray_address_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(ray.get_runtime_context().gcs_address + "\n")
+
+
 def _relaydesk_env() -> dict[str, str]:
     prefixes = ("RELAYDESK_", "HF_", "MLFLOW_", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
     return {k: v for k, v in os.environ.items() if k.startswith(prefixes)}
 
 
 def deploy(settings: Settings, host: str, port: int, args: AppArgs) -> str:
+    """Deploy the app from its config (`serve.declarative`), serving the registered
+    champion heads, so that promotions later reach the replicas in place."""
     from ray import serve
 
-    from serve.app import APP_NAME, build_app
+    from serve.declarative import deploy as deploy_config
+    from serve.options import EnricherConfig
+    from serve.swap import champion_versions
 
     serve.start(http_options={"host": host, "port": port})
-    serve.run(build_app(args), name=APP_NAME, route_prefix="/")
+    try:
+        heads = champion_versions(settings)
+    except Exception as exc:  # no registry yet, or unreadable: the bundle's heads serve
+        logger.warning("serving the bundle's heads: cannot read the model registry: %s", exc)
+        heads = {}
+    deploy_config(args, EnricherConfig.model_validate({"heads": heads}))
     return f"http://{host}:{port}"
 
 
@@ -86,12 +111,16 @@ def run_until_interrupted(
     pool: Any = None
     try:
         started, dashboard_url = start_ray(settings, dashboard=dashboard)
+        if started:
+            record_ray_address(settings)
         args = AppArgs(data_dir=str(settings.data_dir.resolve()))
         api_url = deploy(settings, host, port, args)
         pool = start_pipeline(settings)
         on_ready(Deployed(api_url=api_url, dashboard_url=dashboard_url, started_ray=started))
         stop.wait()
     finally:
+        if started:
+            ray_address_file(settings).unlink(missing_ok=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if pool is not None:

@@ -53,6 +53,7 @@ async def test_analyze_one_message(tenant: TenantCtx) -> None:
         "encoder_version",
         "notes",
         "truncated",
+        "model_versions",
     }
     assert result["language"]["code"] == "es"
     assert result["intent"]["label"] == "billing"
@@ -62,8 +63,10 @@ async def test_analyze_one_message(tenant: TenantCtx) -> None:
     assert result["urgency"]["label"] in {"normal", "high", "urgent"}
     assert result["entities"][0]["normalized"] == "EUR 30"
     assert result["encoder_version"].startswith("multilingual-e5-small@")
-    for head in ("intent", "sentiment", "urgency"):
-        assert len(result[head]["model_version"]) == 16
+    # before any version is registered the bundle's heads answer, and say so
+    versions = {head: result[head]["model_version"] for head in ("intent", "sentiment", "urgency")}
+    assert result["model_versions"] == versions
+    assert all(v.startswith("bundle/heads-") for v in versions.values())
     assert (result["notes"], result["truncated"]) == ([], False)
     by_key = await tenant.client.post(ANALYZE, json=body, headers=tenant.key_headers)
     assert expect(by_key, 200)["intent"]["label"] == "billing"

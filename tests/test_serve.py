@@ -204,6 +204,8 @@ def test_relaydesk_up_serves_and_stops_on_ctrl_c(
                 break
             time.sleep(1)
         assert ready, "relaydesk up did not answer /healthz"
+        # where `relaydesk models promote` finds this Ray (and no other)
+        assert (data_dir / "ray.address").read_text().strip()
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
     finally:
@@ -212,5 +214,6 @@ def test_relaydesk_up_serves_and_stops_on_ctrl_c(
     assert proc.returncode == 0, out[-3000:]
     assert f"http://127.0.0.1:{port}/docs" in out
     assert "Stopped." in out
+    assert not (data_dir / "ray.address").exists()
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)

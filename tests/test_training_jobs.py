@@ -93,7 +93,10 @@ def test_intent_job_logs_registers_and_becomes_champion(
     )
     # the fetched folder is what CalibratedHead.save wrote, cached under the models folder
     folder = registry.fetch(champion)
-    assert folder == settings.models_dir / "registry" / "relaydesk-intent" / "1"
+    assert (
+        folder
+        == settings.models_dir / "registry" / "relaydesk-intent" / f"1-{champion.run_id[:12]}"
+    )
     from models.encoder import load_encoder
 
     encoder = load_encoder("e5-onnx", settings.models_dir)

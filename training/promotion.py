@@ -386,4 +386,9 @@ def _notify_serving(settings: Settings, registry: ModelRegistry, task: str) -> l
     except Exception as exc:  # the aliases moved; serving picks them up at its next start
         logger.warning("serving not notified: %s", exc)
         return [f"warning: serving not notified ({exc})"]
-    return ["no Serve app running" if result is None else f"serving updated: {result}"]
+    if result is None:
+        return ["no Serve app running"]
+    if result.error:
+        # the replicas kept the heads they had; the alias has moved all the same
+        return [f"warning: serving kept its heads: {result}"]
+    return [f"serving updated: {result}"]

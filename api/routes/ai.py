@@ -5,13 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import AwareDatetime
 
-from api.deps import Agent, ModelsDep, SessionDep, Viewer
+from api.deps import Admin, Agent, ModelsDep, SessionDep, Viewer
 from api.schemas.ai import (
     AnalysisBatchPublic,
     AnalysisPublic,
     AnalyzeBatch,
     AnalyzeBody,
     QualityPublic,
+    ShadowPublic,
     SuggestPublic,
     SuggestRequest,
 )
@@ -30,6 +31,14 @@ async def analyze(
     analyses = await ai.analyze(session, models, principal.tenant_id, items)
     public = [AnalysisPublic.model_validate(a) for a in analyses]
     return AnalysisBatchPublic(items=public) if isinstance(body, AnalyzeBatch) else public[0]
+
+
+@router.get("/shadow", response_model=ShadowPublic)
+async def shadow(models: ModelsDep, principal: Admin) -> ShadowPublic:
+    """How often each challenger run in shadow agreed with the served head (counts of the
+    model replica answering, since it started)."""
+    agreements = await models.shadow()
+    return ShadowPublic.model_validate({"items": agreements}, from_attributes=True)
 
 
 @router.post("/suggest", response_model=SuggestPublic)

@@ -89,10 +89,27 @@ class AnalysisPublic(Output):
     encoder_version: str
     notes: list[str]
     truncated: bool
+    model_versions: dict[str, str] = Field(
+        description="Task → version of the head that answered: `relaydesk-intent/3` for a "
+        "registered version, `bundle/<key>` for the built-in heads."
+    )
 
 
 class AnalysisBatchPublic(BaseModel):
     items: list[AnalysisPublic]
+
+
+class ShadowAgreementPublic(Output):
+    task: str
+    champion: str = Field(description="Version of the served head.")
+    challenger: str = Field(description="Version run in shadow beside it.")
+    compared: int = Field(description="Messages both answered since the model replica started.")
+    agreed: int = Field(description="Of those, how many got the same answer.")
+    agreement: float | None = Field(description="agreed / compared; null before any message.")
+
+
+class ShadowPublic(BaseModel):
+    items: list[ShadowAgreementPublic]
 
 
 class SuggestRequest(Input):

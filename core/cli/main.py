@@ -37,8 +37,10 @@ def _mount_models() -> None:
 
 def _mount_pipeline() -> None:
     from pipelines.cli import app as pipeline_app
+    from pipelines.score_cli import score_command
 
     app.add_typer(pipeline_app, name="pipeline", help="The Kafka enrichment pipeline.")
+    app.command("score")(score_command)
 
 
 _mount_models()
