@@ -25,11 +25,13 @@ from models.heads import (
     CustomIntent,
     EncoderMismatchError,
     FewShotIntents,
+    SentimentModel,
     SupportExample,
     UrgencyModel,
     embed_cached,
     evaluate_heads,
     expected_calibration_error,
+    lexicon_features,
     load_support,
     render_model_card,
     repeat_contacts_from_text,
@@ -37,7 +39,8 @@ from models.heads import (
     train_sentiment_head,
     train_urgency_head,
 )
-from models.heads.calibrated import LOW_CONFIDENCE, fit_temperature
+from models.heads.calibrated import LOW_CONFIDENCE, KernelSpec, fit_temperature, softmax
+from models.heads.sentiment import LEXICON_FEATURES
 from models.heads.urgency import CHANNELS, FEATURE_NAMES, extra_features
 
 REPO = Path(__file__).resolve().parents[1]
@@ -292,6 +295,86 @@ def test_evaluation_and_model_card_with_the_hashing_twin(
     assert "### Urgency per class" in card
 
 
+def test_lexicon_features_read_english_only() -> None:
+    texts = ["I love this, it is great!", "This is awful and I hate it.", "Das ist toll!", "ok"]
+    feats = lexicon_features(texts, ["en", "en", "de", None])
+    assert feats.shape == (4, len(LEXICON_FEATURES))
+    assert feats.dtype == np.float32
+    assert feats[0, 3] > 0.5  # compound
+    assert feats[1, 3] < -0.5
+    np.testing.assert_allclose(feats[:2, :3].sum(axis=1), 1.0, atol=0.01)  # neg + neu + pos
+    np.testing.assert_array_equal(feats[:, 4], [1, 1, 0, 0])  # the English indicator
+    np.testing.assert_array_equal(feats[2:], 0.0)  # another or an unknown language: no lexicon
+    with pytest.raises(ValueError, match="languages"):
+        lexicon_features(texts, ["en"])
+
+
+def test_extra_columns_are_weighted_after_standardisation(tmp_path: Path) -> None:
+    x, y = blobs()
+    enc = HashingEncoder()
+    plain = CalibratedHead.fit(x, y, task="toy", encoder=enc, c_grid=(0.01,))
+    weighted = CalibratedHead.fit(
+        x, y, task="toy", encoder=enc, c_grid=(0.01,), extra_columns=2, extra_weight=5.0
+    )
+    np.testing.assert_allclose(weighted.scale[:-2], plain.scale[:-2])
+    np.testing.assert_allclose(weighted.scale[-2:], plain.scale[-2:] / 5.0, rtol=1e-6)
+    assert weighted.info["extra_columns"] == 2
+    assert weighted.info["extra_weight"] == 5.0
+
+    def share(h: CalibratedHead) -> float:
+        raw = np.abs(h.coef / h.scale)  # coefficients per unit of the input column
+        return float(raw[:, -2:].sum() / raw.sum())
+
+    # a lighter penalty on the two columns: the regression leans on them more
+    assert share(weighted) > share(plain)
+    loaded = CalibratedHead.load(weighted.save(tmp_path / "toy"), enc)  # same file format
+    np.testing.assert_allclose(loaded.predict_proba(x), weighted.predict_proba(x), rtol=1e-5)
+    with pytest.raises(ValueError, match="kernel"):
+        CalibratedHead.fit(
+            x, y, task="toy", encoder=enc, extra_columns=2, kernel=KernelSpec(20, 1.0)
+        )
+    with pytest.raises(ValueError, match="extra_columns"):
+        CalibratedHead.fit(x, y, task="toy", encoder=enc, extra_columns=99)
+
+
+def test_sentiment_model_lexicon_temperatures_and_refusal_of_an_old_head(
+    train_rows: list[SupportExample], tmp_path: Path
+) -> None:
+    enc = HashingEncoder()
+    reviews = [Scored(r.text, "amazon", r.sentiment) for r in train_rows[::3]]
+    model = train_sentiment_head(enc, reviews, train_rows[1::3], c_grid=(0.1,))
+    assert model.info["features"][1:] == list(LEXICON_FEATURES)
+    texts = ["I love it, thank you so much!"] * 2
+    x = enc.encode(texts, "query")
+    probs = model.predict_proba(x, texts, ["en", "fr"])
+    feats = model.features(x, texts, ["en", "fr"])
+    logits = model.head.logits(feats)
+    temperatures = (model.head.temperature, model.temperature_without_lexicon)
+    for row, t in enumerate(temperatures):  # English: the head's T; other languages: the other
+        np.testing.assert_allclose(probs[row], softmax(logits[row : row + 1] / t)[0], rtol=1e-6)
+    assert [p.label for p in model.predict(x, texts, ["en", "fr"], threshold=0.0)] == [
+        model.labels[i] for i in probs.argmax(axis=1)
+    ]
+    loaded = SentimentModel.load(model.save(tmp_path / "sentiment"), enc)
+    np.testing.assert_allclose(loaded.predict_proba(x, texts, ["en", "fr"]), probs, rtol=1e-5)
+    # a head saved before the lexicon features (embedding only) is refused with the fix
+    rows = train_rows[:300]
+    old = CalibratedHead.fit(
+        enc.encode([r.text for r in rows], "query"),
+        [r.sentiment for r in rows],
+        task="sentiment",
+        encoder=enc,
+        labels=SENTIMENT_LABELS,
+    )
+    old.save(tmp_path / "old")
+    with pytest.raises(ValueError, match=r"without the VADER lexicon.*relaydesk models build"):
+        SentimentModel.load(tmp_path / "old", enc)
+    from models.registry import load_head
+
+    with pytest.raises(ValueError, match="retrain"):
+        load_head("sentiment", tmp_path / "old", enc)
+
+
 # --------------------------------------------------------------------------- slow (e5)
 @pytest.fixture(scope="session")
 def e5(models_cache: Path) -> Encoder:
@@ -339,7 +422,7 @@ def test_held_out_quality_floors(e5_evaluation: dict[str, Any]) -> None:
     assert min(g["macro_f1"] for g in intent["per_group"].values()) >= 0.70
     assert intent["ece"] <= 0.06  # target 0.05, measured 0.031
     tweets = e5_evaluation["sentiment_tweets"]
-    assert tweets["accuracy"] >= 0.71  # target 0.76, not met: measured 0.734 (docs/models.md)
+    assert tweets["accuracy"] >= 0.75  # target 0.76: measured 0.767 (docs/models.md)
     assert tweets["ece"] <= 0.06
     assert e5_evaluation["sentiment_support"]["ece"] <= 0.06
     assert tweets["lexicon_baseline_accuracy"] >= 0.80  # the baseline is computed, not stubbed
