@@ -252,3 +252,32 @@ def test_sentiment_and_urgency_jobs(tmp_path: Path, models_cache: Path, datasets
     assert (folder / "sentiment" / "head.json").is_file()
     info = json.loads((folder / "head.json").read_text())["info"]
     assert info["sentiment_origin"] == sentiment.ref.label
+
+
+def test_feedback_with_a_tenant_intent_stays_out_of_the_shared_head(
+    tmp_path: Path, models_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+    from datetime import UTC, datetime
+
+    from training.jobs import IntentConfig, run_training
+
+    settings = training_settings(tmp_path, models_cache)
+
+    def example(text: str, label: str) -> object:
+        return types.SimpleNamespace(
+            task="intent", text=text, label=label, tenant_id=uuid.uuid4(), language="en",
+            model_version=None, created_at=datetime.now(UTC),
+        )  # fmt: skip
+
+    stub = types.ModuleType("training.feedback")
+    stub.load_feedback_sync = lambda settings, task, **kw: [  # type: ignore[attr-defined]
+        example("cancel my plan today please", "cancel"),
+        example("my warranty card is lost", "warranty_claim"),
+    ]
+    monkeypatch.setitem(sys.modules, "training.feedback", stub)
+    fed = run_training(
+        "intent", IntentConfig(max_rows=300, include_feedback=True, promote=False), settings
+    )
+    assert fed.rows["feedback"] == 1
+    assert any("warranty_claim" in note for note in fed.notes)

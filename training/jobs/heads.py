@@ -145,6 +145,11 @@ class HeadJob:
         extra = feedback_frame(feedback)
         dropped = int(extra["text"].isin(set(test["text"])).sum())
         extra = extra.loc[~extra["text"].isin(set(test["text"]))]
+        # A tenant's own intents are few-shot classes of that tenant, not classes of the
+        # shared head: their corrections stay out of it.
+        foreign = ~extra["label"].isin(set(df["label"]))
+        unknown_labels = sorted(set(extra.loc[foreign, "label"]))
+        extra = extra.loc[~foreign]
         pool = pd.concat([pool, extra], ignore_index=True)
         ctx.progress(f"training {self.task} on {len(pool)} rows")
         folder = workdir / "model"
@@ -157,6 +162,11 @@ class HeadJob:
             if dropped
             else []
         )
+        if unknown_labels:
+            notes.append(
+                f"{int(foreign.sum())} feedback examples with labels outside the head's "
+                f"classes were left out: {', '.join(unknown_labels)}"
+            )
         from models.pyfunc import HeadPyfunc, text_signature
 
         return Trained(

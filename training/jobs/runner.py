@@ -81,6 +81,7 @@ class TrainOutcome:
     evaluation: Evaluation
     rows: dict[str, int]
     decision: Decision | None
+    notes: tuple[str, ...] = ()  # what the job left out or assumed (also in the model card)
 
 
 def run_training(
@@ -162,7 +163,9 @@ def run_training(
                 candidate=trained.evaluation,
                 test_set=trained.test_set,
             )
-    return TrainOutcome(ref, run.info.run_id, trained.evaluation, trained.rows, decision)
+    return TrainOutcome(
+        ref, run.info.run_id, trained.evaluation, trained.rows, decision, tuple(trained.notes)
+    )
 
 
 def describe(outcome: TrainOutcome) -> list[str]:
@@ -173,6 +176,7 @@ def describe(outcome: TrainOutcome) -> list[str]:
         f"registered {outcome.ref.label} (run {outcome.run_id})",
         "rows: " + ", ".join(f"{k} {v}" for k, v in outcome.rows.items()),
         "test: " + ", ".join(f"{k} {m[k]:.4f}" for k in keys),
+        *(f"note: {n}" for n in outcome.notes),
     ]
     if outcome.decision is not None:
         lines.append(outcome.decision.summary())
