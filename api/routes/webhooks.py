@@ -9,9 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import PlainTextResponse
 
-from api.deps import RecorderDep, RuntimeDep, SessionDep
+from api.deps import RuntimeDep, SessionDep
 from api.errors import BadRequest
 from api.services import whatsapp_webhook
+from core.events.store import EventContext, EventRecorder
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -37,11 +38,17 @@ async def whatsapp_events(
     channel_id: uuid.UUID,
     request: Request,
     session: SessionDep,
-    recorder: RecorderDep,
     runtime: RuntimeDep,
     signature: Annotated[str | None, Header(alias="X-Hub-Signature-256")] = None,
 ) -> dict[str, int]:
     """Messages and delivery statuses, signed with the app secret; 200 once all are stored."""
+    # No principal: the events name the channel as their actor.
+    context = EventContext(
+        correlation_id=request.headers.get("x-request-id"),
+        actor_type="channel",
+        actor_id=str(channel_id),
+    )
+    recorder = EventRecorder(session, context)
     result = await whatsapp_webhook.handle(
         session, recorder, runtime, channel_id, await request.body(), signature
     )
