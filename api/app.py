@@ -25,6 +25,7 @@ from api.routes import (
     ops,
     tickets,
     users,
+    webhooks,
 )
 from core.runtime import Runtime
 from core.settings import Settings, get_settings
@@ -47,6 +48,7 @@ ROUTERS = (
     kb.router,
     intents.router,
     ops.router,
+    webhooks.router,
     health.router,
 )
 

@@ -11,6 +11,7 @@ from core.events.bus import EventBus, InMemoryEventBus, KafkaEventBus
 from core.events.relay import OutboxRelay
 from core.ratelimit import MemoryWindowCounter, RateLimiter, RedisWindowCounter, WindowCounter
 from core.settings import Settings
+from core.storage import AttachmentStore, build_attachment_store
 from models.service import ModelService
 
 
@@ -23,6 +24,7 @@ class Runtime:
     relay: OutboxRelay
     counter: WindowCounter
     rate_limiter: RateLimiter
+    attachments: AttachmentStore
     # Built on first use (see `models`), or given: the Serve ingress passes its own.
     model_service: ModelService | None = field(default=None, repr=False)
 
@@ -52,6 +54,7 @@ class Runtime:
             relay=OutboxRelay(sessions, bus),
             counter=counter,
             rate_limiter=RateLimiter(counter, settings.api.rate_limit_per_minute),
+            attachments=build_attachment_store(settings),
             model_service=models,
         )
 

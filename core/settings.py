@@ -106,6 +106,40 @@ class AiSettings(BaseModel):
     serve: bool = True
 
 
+class StorageSettings(BaseModel):
+    """Attachment storage (core/storage.py): a local directory by default."""
+
+    # Empty: `<data_dir>/attachments`.
+    attachments_dir: Path | None = None
+    # WhatsApp documents go up to 100 MB; most support files are far smaller.
+    max_attachment_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    # Exact types or `family/*`; anything else is refused with the type in the reason.
+    allowed_types: list[str] = Field(
+        default_factory=lambda: [
+            "image/*",
+            "audio/*",
+            "video/*",
+            "text/plain",
+            "text/csv",
+            "application/pdf",
+            "application/msword",
+            "application/vnd.openxmlformats-officedocument.*",
+            "application/vnd.ms-excel",
+            "application/vnd.ms-powerpoint",
+            "application/zip",
+        ]
+    )
+
+
+class ChannelSettings(BaseModel):
+    """Outbound delivery to providers (connectors/)."""
+
+    # Tries of one send on 429/5xx/transport errors, with exponential backoff between.
+    send_max_attempts: int = Field(default=3, ge=1, le=10)
+    send_backoff_ms: int = Field(default=250, ge=0, le=60_000)
+    http_timeout_s: float = Field(default=15.0, gt=0, le=300)
+
+
 class Settings(BaseSettings):
     """Settings from `RELAYDESK_*` variables; nested sections use `__`, e.g.
     `RELAYDESK_DATABASE__URL`. The short names documented in the README
@@ -135,6 +169,8 @@ class Settings(BaseSettings):
     ai: AiSettings = AiSettings()
     pipeline: PipelineSettings = PipelineSettings()
     training: TrainingSettings = TrainingSettings()
+    storage: StorageSettings = StorageSettings()
+    channels: ChannelSettings = ChannelSettings()
 
     @model_validator(mode="after")
     def _fold_short_names(self) -> Settings:
@@ -182,6 +218,10 @@ class Settings(BaseSettings):
     def models_dir(self) -> Path:
         """Built model artifacts, each in a folder named by its content hash."""
         return self.data_dir / "models"
+
+    @property
+    def attachments_dir(self) -> Path:
+        return self.storage.attachments_dir or self.data_dir / "attachments"
 
     @property
     def mlflow_uri(self) -> str:

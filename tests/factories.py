@@ -207,8 +207,23 @@ async def create_team(t: TenantCtx, name: str | None = None, **fields: Any) -> d
     return result
 
 
-async def create_channel(t: TenantCtx, type_: str = "api", name: str = "Second") -> dict[str, Any]:
-    body = {"type": type_, "name": name, "config": {}}
+# A config each validated channel type accepts (its provider is never called with it).
+CHANNEL_CONFIGS: dict[str, dict[str, Any]] = {
+    "whatsapp": {
+        "phone_number_id": "1000000001",
+        "waba_id": "2000000002",
+        "access_token": "wa-token",
+        "app_secret": "wa-app-secret",
+        "verify_token": "wa-verify",
+        "graph_api_base_url": "http://127.0.0.1:9/v21.0",
+    }
+}
+
+
+async def create_channel(
+    t: TenantCtx, type_: str = "api", name: str = "Second", config: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    body = {"type": type_, "name": name, "config": config or CHANNEL_CONFIGS.get(type_, {})}
     result: dict[str, Any] = expect(
         await t.client.post("/v1/channels", json=body, headers=t.key_headers), 201
     )

@@ -116,10 +116,18 @@ async def reply(
     session: SessionDep,
     recorder: RecorderDep,
     principal: Agent,
+    settings: SettingsDep,
 ) -> Message:
-    """Send an agent reply: stored as outbound with delivery status `queued`."""
+    """Send an agent reply: stored as outbound `queued`; on a channel with a provider
+    (WhatsApp) sent at once, then `sent` or `failed` with the provider's error."""
     return await conversations.reply(
-        session, recorder, principal.tenant_id, conversation_id, principal.user_id, body
+        session,
+        recorder,
+        principal.tenant_id,
+        conversation_id,
+        principal.user_id,
+        body,
+        settings.channels,
     )
 
 

@@ -169,15 +169,38 @@ class ConversationDetail(ConversationPublic):
     ai: ConversationInsightPublic | None = None
 
 
+class ReplyTemplate(Input):
+    """An approved message template (WhatsApp): `parameters` fill the body's {{1}}, {{2}}...
+    in order; `components` (Meta's format) replace them when given."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    language: Annotated[str, StringConstraints(min_length=2, max_length=16)] = "en_US"
+    parameters: Annotated[
+        list[Annotated[str, StringConstraints(max_length=1024)]], Field(max_length=50)
+    ] = Field(default_factory=list)
+    components: Annotated[list[dict[str, Any]], Field(max_length=20)] | None = None
+
+
 class ReplyCreate(Input):
     text: MessageText = ""
     content_type: ContentType = ContentType.TEXT
     attachments: Attachments = Field(default_factory=list)
+    template: ReplyTemplate | None = Field(
+        default=None, description="Send an approved template (allowed outside a 24 h window)."
+    )
+    interactive: Annotated[dict[str, Any], Field(max_length=20)] | None = Field(
+        default=None, description="A provider interactive object (WhatsApp buttons or list)."
+    )
 
     @model_validator(mode="after")
     def _has_content(self) -> ReplyCreate:
-        if not self.text.strip() and not self.attachments:
-            raise ValueError("a reply needs text or attachments")
+        if (
+            not self.text.strip()
+            and not self.attachments
+            and self.template is None
+            and self.interactive is None
+        ):
+            raise ValueError("a reply needs text, attachments, a template or an interactive body")
         return self
 
 

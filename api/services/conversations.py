@@ -32,8 +32,9 @@ from core.domain.tenancy import Team, User
 from core.domain.tickets import ticket_conversations
 from core.events.store import EventRecorder
 from core.events.types import DomainEvent
+from core.settings import ChannelSettings
 
-from . import tickets
+from . import delivery, tickets
 from .common import get_owned, json_array_contains, keyset, list_params
 from .inbound import message_payload
 from .search import conversation_text_match
@@ -151,7 +152,10 @@ async def reply(
     conversation_id: uuid.UUID,
     author_id: uuid.UUID | None,
     data: ReplyCreate,
+    channels: ChannelSettings | None = None,
 ) -> Message:
+    """Store an agent reply; with `channels` given, a channel with a provider also sends
+    it (delivery.py) once it is stored."""
     conversation = await get_owned(
         session, Conversation, conversation_id, tenant_id, what="conversation"
     )
@@ -160,6 +164,12 @@ async def reply(
             f"conversation was merged into {conversation.merged_into_id}; reply there",
             code="conversation_merged",
         )
+    sending = await delivery.prepare(session, conversation, data, channels)
+    meta: dict[str, Any] = {}
+    if data.template is not None:
+        meta["template"] = data.template.model_dump(exclude_none=True)
+    if data.interactive is not None:
+        meta["interactive"] = data.interactive
     now = utcnow()
     message = Message(
         tenant_id=tenant_id,
@@ -168,10 +178,11 @@ async def reply(
         direction=Direction.OUTBOUND,
         sender_type=SenderType.AGENT,
         sender_id=author_id,
-        text=data.text,
+        text=data.text or (f"[template {data.template.name}]" if data.template else ""),
         content_type=data.content_type,
         attachments=data.attachments,
         delivery_status=DeliveryStatus.QUEUED,
+        meta=meta,
         sent_at=now,
         created_at=now,
     )
@@ -191,6 +202,8 @@ async def reply(
     )
     await tickets.record_first_response(session, recorder, conversation.id, now)
     await session.commit()
+    if sending is not None:
+        await delivery.deliver(session, message, sending)
     return message
 
 

@@ -1,0 +1,64 @@
+"""The outbound port: how an agent's reply leaves on its conversation's channel.
+
+Each channel type with a provider registers a `ChannelSender`; a type without one (the
+generic API channel) keeps replies `queued` for its integration to pick up."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from core.domain.enums import ChannelType, IdentityKind
+from core.settings import ChannelSettings
+
+
+@dataclass(frozen=True)
+class OutboundReply:
+    text: str
+    content_type: str
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    template: dict[str, Any] | None = None
+    interactive: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What the provider said: its message id, or the permanent error (status, code, message)."""
+
+    provider_message_id: str | None = None
+    error: dict[str, Any] | None = None
+
+
+class ChannelSender(Protocol):
+    # The customer identity the provider addresses (a wa_id for WhatsApp).
+    identity_kind: IdentityKind
+
+    def refusal(
+        self, reply: OutboundReply, last_inbound_at: datetime | None
+    ) -> tuple[str, str] | None:
+        """An error code and the reason the platform's rules forbid this reply now
+        (None: allowed)."""
+
+    async def send(
+        self, config: dict[str, Any], recipient: str, reply: OutboundReply
+    ) -> SendOutcome:
+        """Deliver the reply, retrying transient failures within the sender's bounds."""
+
+
+SenderFactory = Callable[[ChannelSettings], ChannelSender]
+
+
+def _whatsapp(settings: ChannelSettings) -> ChannelSender:
+    from connectors.whatsapp.sender import WhatsAppSender
+
+    return WhatsAppSender(settings)
+
+
+SENDERS: dict[ChannelType, SenderFactory] = {ChannelType.WHATSAPP: _whatsapp}
+
+
+def sender_for(channel_type: str, settings: ChannelSettings) -> ChannelSender | None:
+    factory = SENDERS.get(ChannelType(channel_type))
+    return factory(settings) if factory else None
