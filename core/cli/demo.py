@@ -30,6 +30,22 @@ AGENTS = [
     ("Olivia Reporting", "olivia", Role.VIEWER),
 ]
 
+
+def _demo_config(kind: ChannelType) -> dict[str, str]:
+    """A valid config for a channel type that needs one. The demo WhatsApp number is not
+    connected to Meta: its ids are placeholders and its secrets random, so a reply sent
+    there fails with the provider's error shown on the message, which is the truth."""
+    if kind is ChannelType.WHATSAPP:
+        return {
+            "phone_number_id": "100000000000001",
+            "waba_id": "100000000000002",
+            "access_token": secrets.token_urlsafe(24),
+            "app_secret": secrets.token_hex(16),
+            "verify_token": secrets.token_urlsafe(12),
+        }
+    return {}
+
+
 # (channel, identity, customer name, language, messages, ticket status or None)
 THREADS: list[tuple[ChannelType, str, str, list[str], TicketStatus | None, Priority]] = [
     (
@@ -209,7 +225,9 @@ async def seed_demo(settings: Settings, name: str, admin_password: str | None = 
                 channels[kind] = await save_channel(
                     session,
                     tenant_id,
-                    ChannelCreate(type=kind, name=f"{kind.value.title()} (demo)", config={}),
+                    ChannelCreate(
+                        type=kind, name=f"{kind.value.title()} (demo)", config=_demo_config(kind)
+                    ),
                 )
             start = utcnow() - timedelta(hours=len(THREADS) * 3)
             for index, (kind, identity, customer, texts, status, priority) in enumerate(THREADS):
