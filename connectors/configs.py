@@ -6,10 +6,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from connectors.instagram.config import InstagramConfig
 from connectors.whatsapp.config import WhatsAppConfig
 from core.domain.enums import ChannelType
 
-CONFIG_MODELS: dict[ChannelType, type[BaseModel]] = {ChannelType.WHATSAPP: WhatsAppConfig}
+CONFIG_MODELS: dict[ChannelType, type[BaseModel]] = {
+    ChannelType.WHATSAPP: WhatsAppConfig,
+    ChannelType.INSTAGRAM: InstagramConfig,
+}
 
 
 def validate_config(channel_type: ChannelType, config: dict[str, Any]) -> dict[str, Any]:

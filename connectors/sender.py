@@ -21,6 +21,8 @@ class OutboundReply:
     attachments: list[dict[str, Any]] = field(default_factory=list)
     template: dict[str, Any] | None = None
     interactive: dict[str, Any] | None = None
+    # Instagram's HUMAN_AGENT tag: a person answering up to 7 days after the customer.
+    human_agent: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,16 @@ def _whatsapp(settings: ChannelSettings) -> ChannelSender:
     return WhatsAppSender(settings)
 
 
-SENDERS: dict[ChannelType, SenderFactory] = {ChannelType.WHATSAPP: _whatsapp}
+def _instagram(settings: ChannelSettings) -> ChannelSender:
+    from connectors.instagram.sender import InstagramSender
+
+    return InstagramSender(settings)
+
+
+SENDERS: dict[ChannelType, SenderFactory] = {
+    ChannelType.WHATSAPP: _whatsapp,
+    ChannelType.INSTAGRAM: _instagram,
+}
 
 
 def sender_for(channel_type: str, settings: ChannelSettings) -> ChannelSender | None:

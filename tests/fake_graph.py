@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from connectors.whatsapp.signature import sign
+from connectors.meta.signature import sign
 
 VERSION = "v21.0"
 TOKEN = "wa-access-token"

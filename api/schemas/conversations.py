@@ -191,6 +191,11 @@ class ReplyCreate(Input):
     interactive: Annotated[dict[str, Any], Field(max_length=20)] | None = Field(
         default=None, description="A provider interactive object (WhatsApp buttons or list)."
     )
+    human_agent: bool = Field(
+        default=False,
+        description="Instagram: send with the HUMAN_AGENT tag, allowed up to 7 days after "
+        "the customer's last message.",
+    )
 
     @model_validator(mode="after")
     def _has_content(self) -> ReplyCreate:

@@ -39,6 +39,7 @@ def outbound_reply(data: ReplyCreate) -> OutboundReply:
         attachments=list(data.attachments),
         template=data.template.model_dump(exclude_none=True) if data.template else None,
         interactive=data.interactive,
+        human_agent=data.human_agent,
     )
 
 

@@ -1,46 +1,33 @@
-"""WhatsApp webhooks: subscription checks, and signed bodies turned into stored messages
-(through the same `inbound.receive` as `POST /v1/inbound`) and delivery-status updates."""
+"""WhatsApp webhooks: signed bodies turned into stored messages (through the same
+`inbound.receive` as `POST /v1/inbound`) and delivery-status updates."""
 
 from __future__ import annotations
 
-import hmac
-import logging
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from api.schemas.conversations import InboundCustomer, InboundMessage
 from api.services import inbound
-from connectors.whatsapp.config import WhatsAppConfig
-from connectors.whatsapp.graph import GraphClient, GraphError, RetryPolicy
-from connectors.whatsapp.payload import (
-    MalformedPayload,
-    ParsedMessage,
-    ParsedStatus,
-    parse_webhook,
+from api.services.meta_webhook import (
+    advance,
+    already_stored,
+    channel_config,
+    retry_policy,
+    signed_body,
+    stored_media,
 )
-from connectors.whatsapp.signature import signature_valid
-from core.domain.channels import Channel
+from connectors.whatsapp.config import WhatsAppConfig
+from connectors.whatsapp.graph import GraphClient
+from connectors.whatsapp.payload import ParsedMessage, ParsedStatus, parse_webhook
 from core.domain.conversations import Message
 from core.domain.enums import ChannelType, DeliveryStatus, Direction
 from core.events.store import EventRecorder
 from core.runtime import Runtime
-from core.storage import AttachmentRejected
-
-logger = logging.getLogger(__name__)
-
-# A status only moves forward (Meta may deliver `delivered` after `read`); `failed` always lands.
-_RANK = {
-    DeliveryStatus.QUEUED.value: 0,
-    DeliveryStatus.SENT.value: 1,
-    DeliveryStatus.DELIVERED.value: 2,
-    DeliveryStatus.READ.value: 3,
-}
 
 
 @dataclass
@@ -49,29 +36,6 @@ class WebhookResult:
     duplicates: int = 0
     statuses: int = 0
     unmatched_statuses: int = 0
-
-
-async def channel_config(
-    session: AsyncSession, channel_id: uuid.UUID
-) -> tuple[Channel, WhatsAppConfig]:
-    channel = await session.get(Channel, channel_id)
-    if channel is None or channel.type != ChannelType.WHATSAPP.value:
-        raise NotFound(f"WhatsApp channel {channel_id} not found")
-    try:
-        return channel, WhatsAppConfig.model_validate(channel.config)
-    except ValidationError:
-        raise Conflict(
-            f"channel {channel_id} has no complete WhatsApp config; update it first",
-            code="channel_misconfigured",
-        ) from None
-
-
-def check_subscription(config: WhatsAppConfig, mode: str | None, token: str | None) -> None:
-    """Meta's verification request: `hub.mode=subscribe` with the channel's verify token."""
-    if mode != "subscribe" or token is None:
-        raise Forbidden("expected hub.mode=subscribe with hub.verify_token", code="bad_verify")
-    if not hmac.compare_digest(token.encode(), config.verify_token.encode()):
-        raise Forbidden("hub.verify_token does not match the channel's", code="bad_verify")
 
 
 async def handle(
@@ -83,20 +47,14 @@ async def handle(
     signature: str | None,
 ) -> WebhookResult:
     """Verify, decode whole, then store every message and apply every status."""
-    channel, config = await channel_config(session, channel_id)
-    if not signature_valid(body, signature, config.app_secret):
-        raise Unauthorized(
-            "X-Hub-Signature-256 is missing or does not match the body", code="bad_signature"
-        )
-    try:
-        parsed = parse_webhook(body)
-    except MalformedPayload as exc:
-        raise BadRequest(f"malformed WhatsApp webhook: {exc}", code="malformed_webhook") from None
+    channel, config = await channel_config(
+        session, channel_id, ChannelType.WHATSAPP, WhatsAppConfig
+    )
+    parsed = signed_body(ChannelType.WHATSAPP, config, body, signature, parse_webhook)
     result = WebhookResult()
-    policy = _policy(runtime)
-    async with GraphClient(config, policy) as graph:
+    async with GraphClient(config, retry_policy(runtime)) as graph:
         for message in parsed.messages:
-            if await _already_stored(session, channel.id, message.provider_message_id):
+            if await already_stored(session, channel.id, message.provider_message_id):
                 result.duplicates += 1
                 continue
             attachments = await _attachments(graph, runtime, message)
@@ -116,30 +74,9 @@ async def handle(
     return result
 
 
-def _policy(runtime: Runtime) -> RetryPolicy:
-    channels = runtime.settings.channels
-    return RetryPolicy(
-        max_attempts=channels.send_max_attempts,
-        backoff_s=channels.send_backoff_ms / 1000,
-        timeout_s=channels.http_timeout_s,
-    )
-
-
-async def _already_stored(session: AsyncSession, channel_id: uuid.UUID, provider_id: str) -> bool:
-    # Checked before fetching media, so a redelivered body costs no Graph API calls.
-    found = await session.scalar(
-        select(Message.id).where(
-            Message.channel_id == channel_id, Message.provider_message_id == provider_id
-        )
-    )
-    return found is not None
-
-
 async def _attachments(
     graph: GraphClient, runtime: Runtime, message: ParsedMessage
 ) -> list[dict[str, Any]]:
-    """The message's media fetched into attachment storage; a fetch that fails keeps the
-    attachment, marked unavailable with the reason, so the message is never lost."""
     media = message.media
     if media is None:
         return []
@@ -150,25 +87,8 @@ async def _attachments(
         "filename": media.filename,
         "provider_sha256": media.sha256,
     }
-    try:
-        data, mime = await graph.fetch_media(
-            media.media_id, runtime.settings.storage.max_attachment_bytes
-        )
-        blob = await runtime.attachments.put(data, mime or media.mime_type)
-    except (GraphError, AttachmentRejected) as exc:
-        logger.warning(
-            "media %s of %s not stored: %s", media.media_id, message.provider_message_id, exc
-        )
-        return [{**attachment, "status": "unavailable", "error": str(exc)}]
-    return [
-        {
-            **attachment,
-            "status": "stored",
-            "storage_key": blob.key,
-            "size": blob.size,
-            "mime_type": blob.content_type,
-        }
-    ]
+    fetch = partial(graph.fetch_media, media.media_id)
+    return [await stored_media(runtime, attachment, fetch, message.provider_message_id)]
 
 
 def _inbound(
@@ -200,6 +120,7 @@ async def _apply_status(session: AsyncSession, channel_id: uuid.UUID, status: Pa
     if message is None:
         return False
     if status.status == DeliveryStatus.FAILED.value:
+        # `failed` always lands, whatever came before.
         message.delivery_status = DeliveryStatus.FAILED.value
         first = status.errors[0] if status.errors else {}
         message.delivery_error = {
@@ -208,7 +129,7 @@ async def _apply_status(session: AsyncSession, channel_id: uuid.UUID, status: Pa
             "message": first.get("title") or first.get("message") or "failed",
             "errors": status.errors,
         }
-    elif status.status in _RANK and _RANK[status.status] > _RANK.get(message.delivery_status, 0):
-        message.delivery_status = status.status
+    else:
+        advance(message, status.status)
     await session.flush()
     return True

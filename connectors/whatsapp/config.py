@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from connectors.meta.config import DEFAULT_GRAPH_API, GraphId, MetaAppConfig
 
-from pydantic import BaseModel, ConfigDict, HttpUrl, StringConstraints, field_serializer
-
-DEFAULT_GRAPH_API = "https://graph.facebook.com/v21.0"
-
-Secret = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1024)]
-GraphId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{1,32}$")]
+__all__ = ["DEFAULT_GRAPH_API", "WhatsAppConfig"]
 
 
-class WhatsAppConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class WhatsAppConfig(MetaAppConfig):
     phone_number_id: GraphId
     waba_id: GraphId
-    access_token: Secret
-    app_secret: Secret
-    verify_token: Secret
-    # Overridable so a self-hoster (a proxy) or a test (a local Graph API) points elsewhere.
-    graph_api_base_url: HttpUrl = HttpUrl(DEFAULT_GRAPH_API)
-
-    @field_serializer("graph_api_base_url")
-    def _url(self, url: HttpUrl) -> str:
-        return str(url).rstrip("/")

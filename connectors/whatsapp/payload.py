@@ -6,14 +6,16 @@ know are kept as `unsupported` with their raw content, never dropped."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from connectors.meta.payload import MalformedPayload, decode
 from core.domain.enums import ContentType
+
+__all__ = ["MEDIA_TYPES", "MalformedPayload", "ParsedMessage", "ParsedWebhook", "parse_webhook"]
 
 MEDIA_TYPES = {
     "image": ContentType.IMAGE,
@@ -22,10 +24,6 @@ MEDIA_TYPES = {
     "document": ContentType.DOCUMENT,
     "sticker": ContentType.STICKER,
 }
-
-
-class MalformedPayload(ValueError):
-    """The body is not a WhatsApp webhook; the message says where."""
 
 
 class _Lenient(BaseModel):
@@ -170,23 +168,17 @@ def _when(timestamp: str) -> datetime:
 def parse_webhook(body: bytes) -> ParsedWebhook:
     """Every message and status of a webhook body; MalformedPayload when any part of it
     does not match Meta's format."""
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedPayload(f"the body is not JSON: {exc}") from None
-    try:
-        webhook = _Webhook.model_validate(document)
-        parsed = ParsedWebhook()
-        for entry in webhook.entry:
-            for change in entry.changes:
-                # Other fields (template status, account updates) carry no conversation.
-                if change.field == "messages":
-                    _read_value(_Value.model_validate(change.value), parsed)
-        return parsed
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise MalformedPayload(f"{where}: {first['msg']}") from None
+    return decode(body, _read_document)
+
+
+def _read_document(document: Any) -> ParsedWebhook:
+    parsed = ParsedWebhook()
+    for entry in _Webhook.model_validate(document).entry:
+        for change in entry.changes:
+            # Other fields (template status, account updates) carry no conversation.
+            if change.field == "messages":
+                _read_value(_Value.model_validate(change.value), parsed)
+    return parsed
 
 
 def _read_value(value: _Value, parsed: ParsedWebhook) -> None:

@@ -6,18 +6,18 @@ the conversation again."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
+from connectors.meta.window import STANDARD_WINDOW, within
 from connectors.sender import OutboundReply, SendOutcome
 from connectors.whatsapp.config import WhatsAppConfig
 from connectors.whatsapp.graph import GraphClient, GraphError, RetryPolicy
 from connectors.whatsapp.payload import MEDIA_TYPES
-from core.db.types import utcnow
 from core.domain.enums import IdentityKind
 from core.settings import ChannelSettings
 
-SERVICE_WINDOW = timedelta(hours=24)
+SERVICE_WINDOW = STANDARD_WINDOW
 
 
 def message_body(recipient: str, reply: OutboundReply) -> dict[str, Any]:
@@ -68,15 +68,17 @@ class WhatsAppSender:
     identity_kind = IdentityKind.WHATSAPP
 
     def __init__(self, settings: ChannelSettings) -> None:
-        self.policy = RetryPolicy(
-            max_attempts=settings.send_max_attempts,
-            backoff_s=settings.send_backoff_ms / 1000,
-            timeout_s=settings.http_timeout_s,
-        )
+        self.policy = RetryPolicy.of(settings)
 
     def refusal(
         self, reply: OutboundReply, last_inbound_at: datetime | None
     ) -> tuple[str, str] | None:
+        if reply.human_agent:
+            return (
+                "unsupported_option",
+                "`human_agent` is an Instagram message tag; WhatsApp answers outside its "
+                "window with an approved template",
+            )
         if reply.template is not None:
             return None
         if len(reply.attachments) > 1:
@@ -91,7 +93,7 @@ class WhatsAppSender:
                     "WhatsApp attachments need a `type` (image, audio, video, document, "
                     "sticker) and a public `url`",
                 )
-        if last_inbound_at is None or utcnow() - last_inbound_at > SERVICE_WINDOW:
+        if not within(last_inbound_at, SERVICE_WINDOW):
             return (
                 "outside_service_window",
                 "the customer's last message is more than 24 hours old: outside WhatsApp's "

@@ -1,0 +1,140 @@
+"""What Meta's channel webhooks (WhatsApp, Instagram) share: finding the channel and its
+config, the subscription check, the body's signature, duplicate detection, media into
+attachment storage, and moving an outbound message's delivery status forward."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from connectors.meta.config import MetaAppConfig
+from connectors.meta.graph import GraphError, RetryPolicy
+from connectors.meta.payload import MalformedPayload
+from connectors.meta.signature import signature_valid
+from core.domain.channels import Channel
+from core.domain.conversations import Message
+from core.domain.enums import ChannelType, DeliveryStatus
+from core.runtime import Runtime
+from core.storage import AttachmentRejected
+
+logger = logging.getLogger(__name__)
+
+C = TypeVar("C", bound=MetaAppConfig)
+P = TypeVar("P")
+
+# A status only moves forward (Meta may deliver `delivered` after `read`).
+_RANK = {
+    DeliveryStatus.QUEUED.value: 0,
+    DeliveryStatus.SENT.value: 1,
+    DeliveryStatus.DELIVERED.value: 2,
+    DeliveryStatus.READ.value: 3,
+}
+
+
+async def channel_config(
+    session: AsyncSession, channel_id: uuid.UUID, kind: ChannelType, model: type[C]
+) -> tuple[Channel, C]:
+    channel = await session.get(Channel, channel_id)
+    label = kind.value.capitalize()
+    if channel is None or channel.type != kind.value:
+        raise NotFound(f"{label} channel {channel_id} not found")
+    try:
+        return channel, model.model_validate(channel.config)
+    except ValidationError:
+        raise Conflict(
+            f"channel {channel_id} has no complete {label} config; update it first",
+            code="channel_misconfigured",
+        ) from None
+
+
+async def verify_subscription(
+    session: AsyncSession,
+    channel_id: uuid.UUID,
+    kind: ChannelType,
+    model: type[MetaAppConfig],
+    query: tuple[str | None, str | None, str | None],
+) -> str:
+    """Meta's verification request (`hub.mode=subscribe` with the channel's verify token):
+    the `hub.challenge` to echo."""
+    mode, token, challenge = query
+    _, config = await channel_config(session, channel_id, kind, model)
+    if mode != "subscribe" or token is None:
+        raise Forbidden("expected hub.mode=subscribe with hub.verify_token", code="bad_verify")
+    if not hmac.compare_digest(token.encode(), config.verify_token.encode()):
+        raise Forbidden("hub.verify_token does not match the channel's", code="bad_verify")
+    if not challenge:
+        raise BadRequest("hub.challenge is missing", code="bad_verify")
+    return challenge
+
+
+def signed_body(
+    kind: ChannelType,
+    config: MetaAppConfig,
+    body: bytes,
+    signature: str | None,
+    parse: Callable[[bytes], P],
+) -> P:
+    """The decoded body once its signature holds: 401 when it does not, 400 when the body
+    is malformed (checked whole before anything is stored)."""
+    if not signature_valid(body, signature, config.app_secret):
+        raise Unauthorized(
+            "X-Hub-Signature-256 is missing or does not match the body", code="bad_signature"
+        )
+    try:
+        return parse(body)
+    except MalformedPayload as exc:
+        raise BadRequest(
+            f"malformed {kind.value} webhook: {exc}", code="malformed_webhook"
+        ) from None
+
+
+def retry_policy(runtime: Runtime) -> RetryPolicy:
+    return RetryPolicy.of(runtime.settings.channels)
+
+
+async def already_stored(session: AsyncSession, channel_id: uuid.UUID, provider_id: str) -> bool:
+    # Checked before fetching media, so a redelivered body costs no Graph API calls.
+    found = await session.scalar(
+        select(Message.id).where(
+            Message.channel_id == channel_id, Message.provider_message_id == provider_id
+        )
+    )
+    return found is not None
+
+
+async def stored_media(
+    runtime: Runtime,
+    attachment: dict[str, Any],
+    fetch: Callable[[int], Awaitable[tuple[bytes, str]]],
+    provider_message_id: str,
+) -> dict[str, Any]:
+    """The attachment with its bytes (from `fetch(max_bytes)`) put into storage; a fetch that
+    fails keeps it, marked unavailable with the reason, so the message is never lost."""
+    try:
+        data, mime = await fetch(runtime.settings.storage.max_attachment_bytes)
+        fallback = str(attachment.get("mime_type") or "application/octet-stream")
+        blob = await runtime.attachments.put(data, mime or fallback)
+    except (GraphError, AttachmentRejected) as exc:
+        logger.warning("media of %s not stored: %s", provider_message_id, exc)
+        return {**attachment, "status": "unavailable", "error": str(exc)}
+    return {
+        **attachment,
+        "status": "stored",
+        "storage_key": blob.key,
+        "size": blob.size,
+        "mime_type": blob.content_type,
+    }
+
+
+def advance(message: Message, status: str) -> None:
+    """Move an outbound message's delivery status forward, never back."""
+    if status in _RANK and _RANK[status] > _RANK.get(message.delivery_status, 0):
+        message.delivery_status = status
