@@ -30,7 +30,9 @@ from api.app import create_app
 from core.db.migrate import upgrade_async
 from core.runtime import Runtime
 from core.settings import Settings
+from tests.channel_helpers import cleared, start_graph
 from tests.factories import JWT_SECRET, Backend, FakeRetrieval, TenantCtx, make_tenant
+from tests.fake_graph import FakeGraph
 
 if TYPE_CHECKING:
     from models.analyzer import Analyzer
@@ -235,3 +237,14 @@ async def tenant(backend: Backend) -> TenantCtx:
 async def other_tenant(backend: Backend) -> TenantCtx:
     """A second tenant, for isolation checks."""
     return await make_tenant(backend)
+
+
+@pytest.fixture(scope="module")
+def graph() -> Iterator[FakeGraph]:
+    """A local Graph API (tests/fake_graph.py) for the Meta channels' tests."""
+    yield from start_graph()
+
+
+@pytest.fixture
+def fresh_graph(graph: FakeGraph) -> FakeGraph:
+    return cleared(graph)

@@ -1,6 +1,7 @@
-"""A local stand-in for Meta's Graph API (WhatsApp Cloud API), built from its documented
-requests and answers: media lookup and download, message send. It records every call
-and can be told to answer the next calls with errors (429, 5xx, 4xx with Graph codes)."""
+"""A local stand-in for Meta's Graph API (WhatsApp Cloud API and Instagram's Send API),
+built from its documented requests and answers: media lookup and download, message send,
+and a CDN serving Instagram attachments without a token. It records every call and can
+be told to answer the next calls with errors (429, 5xx, 4xx with Graph codes)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ class Call:
 class FakeGraph:
     calls: list[Call] = field(default_factory=list)
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    # Instagram attachment files, served at /cdn/{name} (signed URLs, no bearer token).
+    cdn: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     # Answers for the next calls (status, JSON body), whatever they ask.
     script: deque[tuple[int, dict[str, Any]]] = field(default_factory=deque)
     server: ThreadingHTTPServer | None = None
@@ -39,6 +42,10 @@ class FakeGraph:
     def base_url(self) -> str:
         assert self.server is not None
         return f"http://127.0.0.1:{self.server.server_address[1]}/{VERSION}"
+
+    def cdn_url(self, name: str) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}/cdn/{name}?oh=signed"
 
     def sends(self) -> list[dict[str, Any]]:
         return [c.body for c in self.calls if c.method == "POST" and c.path.endswith("/messages")]
@@ -65,10 +72,24 @@ class FakeGraph:
                 raw = self.rfile.read(length) if length else b""
                 auth = self.headers.get("Authorization")
                 graph.calls.append(Call(method, self.path, auth, json.loads(raw) if raw else None))
-                if auth != f"Bearer {TOKEN}":
+                if method == "GET" and self.path.startswith("/cdn/"):
+                    name = self.path.split("?")[0].rsplit("/", 1)[1]
+                    if name in graph.cdn:
+                        self._answer(200, graph.cdn[name][0], graph.cdn[name][1])
+                    else:
+                        self._answer(404, b"URL signature expired", "text/plain")
+                elif auth != f"Bearer {TOKEN}":
                     self._json(401, {"error": {"message": "Invalid OAuth token", "code": 190}})
                 elif graph.script:
                     self._json(*graph.script.popleft())
+                elif (
+                    method == "POST"
+                    and self.path.endswith("/messages")
+                    and ("recipient" in graph.calls[-1].body)
+                ):
+                    recipient = graph.calls[-1].body["recipient"]["id"]
+                    mid = f"aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlE{uuid.uuid4().hex}"
+                    self._json(200, {"recipient_id": recipient, "message_id": mid})
                 elif method == "POST" and self.path.endswith("/messages"):
                     to = graph.calls[-1].body["to"]
                     self._json(
@@ -168,3 +189,29 @@ def status(wamid: str, state: str, recipient: str, **extra: Any) -> dict[str, An
 def signed(body: dict[str, Any] | bytes, secret: str) -> tuple[bytes, dict[str, str]]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     return raw, {"X-Hub-Signature-256": sign(raw, secret), "Content-Type": "application/json"}
+
+
+# Meta's Instagram messaging webhook bodies
+# (developers.facebook.com/docs/messenger-platform/instagram/features/webhook).
+
+IG_ACCOUNT = "17841400000000001"
+
+
+def ig_event(sender: str, recipient: str = IG_ACCOUNT, **event: Any) -> dict[str, Any]:
+    return {
+        "sender": {"id": sender},
+        "recipient": {"id": recipient},
+        "timestamp": int(time.time() * 1000),
+        **event,
+    }
+
+
+def ig_message(sender: str, **message: Any) -> dict[str, Any]:
+    return ig_event(sender, message={"mid": f"aWdf{uuid.uuid4().hex}", **message})
+
+
+def ig_body(events: list[dict[str, Any]], account: str = IG_ACCOUNT) -> dict[str, Any]:
+    return {
+        "object": "instagram",
+        "entry": [{"id": account, "time": int(time.time() * 1000), "messaging": events}],
+    }

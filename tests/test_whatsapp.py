@@ -5,36 +5,15 @@ local Graph API (tests/fake_graph.py)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
-from sqlalchemy import update
-
-from core.db.types import utcnow
-from core.domain.conversations import Conversation, Message
-from tests.factories import TenantCtx, count_rows, expect, expect_error, get_json
+from core.domain.conversations import Message
+from tests.channel_helpers import last_inbound_ago, messages_of, reply, stored_count
+from tests.factories import TenantCtx, expect, expect_error, get_json
 from tests.fake_graph import TOKEN, FakeGraph, signed, status, wa_message, webhook_body
 
 SECRET = "app-secret-for-tests"
-
-
-@pytest.fixture(scope="module")
-def graph() -> Iterator[FakeGraph]:
-    fake = FakeGraph()
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-@pytest.fixture
-def fresh_graph(graph: FakeGraph) -> FakeGraph:
-    graph.calls.clear()
-    graph.script.clear()
-    return graph
 
 
 def wa_config(graph: FakeGraph, **changes: Any) -> dict[str, Any]:
@@ -58,19 +37,6 @@ async def wa_channel(t: TenantCtx, graph: FakeGraph) -> str:
 async def post_webhook(t: TenantCtx, channel_id: str, body: dict[str, Any] | bytes) -> Any:
     raw, headers = signed(body, SECRET)
     return await t.client.post(f"/webhooks/whatsapp/{channel_id}", content=raw, headers=headers)
-
-
-async def messages_of(t: TenantCtx, conversation_id: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = (await get_json(t, f"/v1/conversations/{conversation_id}"))[
-        "messages"
-    ]
-    return found
-
-
-async def stored_count(t: TenantCtx, channel_id: str) -> int:
-    return await count_rows(
-        t.backend.runtime, Message.id, Message.channel_id == uuid.UUID(channel_id)
-    )
 
 
 async def test_config_is_validated_and_secrets_never_shown(
@@ -304,12 +270,6 @@ async def inbound_thread(t: TenantCtx, channel_id: str, wa_id: str) -> str:
     return str(items[0]["id"])
 
 
-async def reply(t: TenantCtx, conversation_id: str, body: dict[str, Any]) -> Any:
-    return await t.client.post(
-        f"/v1/conversations/{conversation_id}/messages", json=body, headers=t.agent.headers
-    )
-
-
 async def test_reply_is_sent_and_statuses_update_it(
     tenant: TenantCtx, fresh_graph: FakeGraph
 ) -> None:
@@ -363,13 +323,7 @@ async def test_outside_the_24_hour_window_only_templates(
     graph = fresh_graph
     channel_id = await wa_channel(tenant, graph)
     conversation_id = await inbound_thread(tenant, channel_id, "15551234568")
-    async with tenant.backend.runtime.sessions() as session:
-        await session.execute(
-            update(Conversation)
-            .where(Conversation.id == uuid.UUID(conversation_id))
-            .values(last_inbound_at=utcnow() - timedelta(hours=25))
-        )
-        await session.commit()
+    await last_inbound_ago(tenant, conversation_id, timedelta(hours=25))
     before = len(await messages_of(tenant, conversation_id))
     error = expect_error(
         await reply(tenant, conversation_id, {"text": "Still there?"}),
