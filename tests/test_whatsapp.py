@@ -379,6 +379,11 @@ async def test_interactive_and_media_replies(tenant: TenantCtx, fresh_graph: Fak
         409,
         "unsupported_attachment",
     )
+    expect_error(
+        await reply(tenant, conversation_id, {"text": "Hi", "human_agent": True}),
+        409,
+        "unsupported_option",
+    )
 
 
 async def test_429_and_5xx_are_retried_then_sent(tenant: TenantCtx, fresh_graph: FakeGraph) -> None:
