@@ -12,13 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.schemas.conversations import InboundCustomer, InboundMessage
-from api.services import inbound
 from api.services.meta_webhook import (
     advance,
-    already_stored,
     channel_config,
     retry_policy,
     signed_body,
+    store_once,
     stored_media,
 )
 from connectors.instagram.config import InstagramConfig
@@ -57,17 +56,14 @@ async def handle(
     graph = MetaGraph(config.access_token, str(config.graph_api_base_url), retry_policy(runtime))
     async with graph:
         for event in parsed.messages:
-            if await already_stored(session, channel.id, event.provider_message_id):
-                result.duplicates += 1
-                continue
-            attachments = [await _fetched(graph, runtime, event, a) for a in event.attachments]
-            outcome = await inbound.receive(
-                session, recorder, channel.tenant_id, _inbound(channel.id, event, attachments)
-            )
-            if outcome.created:
-                result.stored += 1
-            else:
-                result.duplicates += 1
+
+            async def build(event: InboundEvent = event) -> InboundMessage:
+                attachments = [await _fetched(graph, runtime, event, a) for a in event.attachments]
+                return _inbound(channel.id, event, attachments)
+
+            stored = await store_once(session, recorder, channel, event.provider_message_id, build)
+            result.stored += stored
+            result.duplicates += not stored
     for receipt in parsed.reads:
         if await _apply_read(session, channel.id, receipt):
             result.reads += 1

@@ -15,6 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from api.schemas.conversations import InboundMessage
+from api.services import inbound
 from connectors.meta.config import MetaAppConfig
 from connectors.meta.graph import GraphError, RetryPolicy
 from connectors.meta.payload import MalformedPayload
@@ -22,6 +24,7 @@ from connectors.meta.signature import signature_valid
 from core.domain.channels import Channel
 from core.domain.conversations import Message
 from core.domain.enums import ChannelType, DeliveryStatus
+from core.events.store import EventRecorder
 from core.runtime import Runtime
 from core.storage import AttachmentRejected
 
@@ -108,6 +111,22 @@ async def already_stored(session: AsyncSession, channel_id: uuid.UUID, provider_
         )
     )
     return found is not None
+
+
+async def store_once(
+    session: AsyncSession,
+    recorder: EventRecorder,
+    channel: Channel,
+    provider_message_id: str,
+    message: Callable[[], Awaitable[InboundMessage]],
+) -> bool:
+    """Store the message `message()` builds through the inbound path, unless one with this
+    provider id is stored already (then `message` is never called, so a duplicate's media
+    is never fetched): True when stored now."""
+    if await already_stored(session, channel.id, provider_message_id):
+        return False
+    outcome = await inbound.receive(session, recorder, channel.tenant_id, await message())
+    return outcome.created
 
 
 async def stored_media(

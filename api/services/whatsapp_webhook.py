@@ -12,13 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.schemas.conversations import InboundCustomer, InboundMessage
-from api.services import inbound
 from api.services.meta_webhook import (
     advance,
-    already_stored,
     channel_config,
     retry_policy,
     signed_body,
+    store_once,
     stored_media,
 )
 from connectors.whatsapp.config import WhatsAppConfig
@@ -54,17 +53,16 @@ async def handle(
     result = WebhookResult()
     async with GraphClient(config, retry_policy(runtime)) as graph:
         for message in parsed.messages:
-            if await already_stored(session, channel.id, message.provider_message_id):
-                result.duplicates += 1
-                continue
-            attachments = await _attachments(graph, runtime, message)
-            outcome = await inbound.receive(
-                session, recorder, channel.tenant_id, _inbound(channel.id, message, attachments)
+
+            async def build(message: ParsedMessage = message) -> InboundMessage:
+                attachments = await _attachments(graph, runtime, message)
+                return _inbound(channel.id, message, attachments)
+
+            stored = await store_once(
+                session, recorder, channel, message.provider_message_id, build
             )
-            if outcome.created:
-                result.stored += 1
-            else:
-                result.duplicates += 1
+            result.stored += stored
+            result.duplicates += not stored
     for status in parsed.statuses:
         if await _apply_status(session, channel.id, status):
             result.statuses += 1
