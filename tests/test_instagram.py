@@ -101,6 +101,8 @@ async def test_bad_signature_and_malformed_bodies_store_nothing(
         ig_body([good, ig_message("9001", text="no timestamp") | {"timestamp": "soon"}]),
         ig_body([good, {"recipient": {"id": IG_ACCOUNT}, "timestamp": 1, "message": {}}]),
         ig_body([ig_event("9001", message={"text": "no mid"})]),
+        # A text the inbound path refuses (over its length limit) is malformed too.
+        ig_body([good, ig_message("9001", text="x" * 70_000)]),
     ):
         expect_error(await post_webhook(tenant, channel_id, bad), 400, "malformed_webhook")
     assert await stored_count(tenant, channel_id) == 0

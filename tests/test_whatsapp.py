@@ -119,6 +119,8 @@ async def test_malformed_bodies_are_400_and_store_nothing(
         # One broken message refuses the whole body: the valid one is not stored alone.
         webhook_body([good, bad_text], {"15551230002": "B"}),
         webhook_body([{**good, "timestamp": "yesterday"}]),
+        # A text the inbound path refuses (over its length limit) is malformed too.
+        webhook_body([good, wa_message("text", {"body": "x" * 70_000}, "15551230002")]),
     ):
         expect_error(await post_webhook(tenant, channel_id, body), 400, "malformed_webhook")
     assert await stored_count(tenant, channel_id) == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -15,6 +16,7 @@ from api.schemas.conversations import InboundCustomer, InboundMessage
 from api.services.meta_webhook import (
     advance,
     channel_config,
+    check_storable,
     retry_policy,
     signed_body,
     store_once,
@@ -51,6 +53,10 @@ async def handle(
         session, channel_id, ChannelType.INSTAGRAM, InstagramConfig
     )
     parsed = signed_body(ChannelType.INSTAGRAM, config, body, signature, parse_webhook)
+    check_storable(
+        ChannelType.INSTAGRAM,
+        [partial(_inbound, channel.id, e, [{}] * len(e.attachments)) for e in parsed.messages],
+    )
     # Echoes are our own sends coming back: the reply is already stored as outbound.
     result = WebhookResult(echoes=len(parsed.echoes))
     graph = MetaGraph(config.access_token, str(config.graph_api_base_url), retry_policy(runtime))

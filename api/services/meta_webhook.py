@@ -7,7 +7,7 @@ from __future__ import annotations
 import hmac
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -97,6 +97,22 @@ def signed_body(
         raise BadRequest(
             f"malformed {kind.value} webhook: {exc}", code="malformed_webhook"
         ) from None
+
+
+def check_storable(kind: ChannelType, builds: Iterable[Callable[[], InboundMessage]]) -> None:
+    """Build every message's inbound form once, with placeholders for its media, so a body
+    holding one the inbound path refuses (a text over the limit, too many attachments, ...)
+    is a 400 before anything of it is stored, like any other malformed body."""
+    for build in builds:
+        try:
+            build()
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise BadRequest(
+                f"malformed {kind.value} webhook: {problems}", code="malformed_webhook"
+            ) from None
 
 
 def retry_policy(runtime: Runtime) -> RetryPolicy:

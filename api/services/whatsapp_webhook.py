@@ -15,6 +15,7 @@ from api.schemas.conversations import InboundCustomer, InboundMessage
 from api.services.meta_webhook import (
     advance,
     channel_config,
+    check_storable,
     retry_policy,
     signed_body,
     store_once,
@@ -50,6 +51,10 @@ async def handle(
         session, channel_id, ChannelType.WHATSAPP, WhatsAppConfig
     )
     parsed = signed_body(ChannelType.WHATSAPP, config, body, signature, parse_webhook)
+    check_storable(
+        ChannelType.WHATSAPP,
+        [partial(_inbound, channel.id, m, [{}] if m.media else []) for m in parsed.messages],
+    )
     result = WebhookResult()
     async with GraphClient(config, retry_policy(runtime)) as graph:
         for message in parsed.messages:
