@@ -32,17 +32,19 @@ AGENTS = [
 
 
 def _demo_config(kind: ChannelType) -> dict[str, str]:
-    """A valid config for a channel type that needs one. The demo WhatsApp number is not
-    connected to Meta: its ids are placeholders and its secrets random, so a reply sent
-    there fails with the provider's error shown on the message, which is the truth."""
+    """A valid config for a channel type that needs one. The demo WhatsApp number and
+    Instagram account are not connected to Meta: their ids are placeholders and their
+    secrets random, so a reply sent there fails with the provider's error shown on the
+    message, which is the truth."""
+    meta = {
+        "access_token": secrets.token_urlsafe(24),
+        "app_secret": secrets.token_hex(16),
+        "verify_token": secrets.token_urlsafe(12),
+    }
     if kind is ChannelType.WHATSAPP:
-        return {
-            "phone_number_id": "100000000000001",
-            "waba_id": "100000000000002",
-            "access_token": secrets.token_urlsafe(24),
-            "app_secret": secrets.token_hex(16),
-            "verify_token": secrets.token_urlsafe(12),
-        }
+        return {"phone_number_id": "100000000000001", "waba_id": "100000000000002", **meta}
+    if kind is ChannelType.INSTAGRAM:
+        return {"ig_user_id": "17800000000000001", **meta}
     return {}
 
 
