@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 
-.PHONY: install up check test services-up services-down bench bench-enrich bench-swap clean
+.PHONY: install up check test services-up services-down bench bench-enrich bench-swap bench-channels clean
 
 $(STAMP): pyproject.toml
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -44,6 +44,10 @@ bench-enrich: install
 ## Hot swap of a head version under 50 requests/s: switch time and failures (docs/benchmarks.md).
 bench-swap: install
 	$(PY) bench/swap_bench.py $(BENCH_ARGS)
+
+## Signed WhatsApp webhook bodies against POST /v1/inbound with the same messages (docs/benchmarks.md).
+bench-channels: install services-up
+	source <(scripts/services env) && $(PY) bench/channels_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .relaydesk .pytest_cache .mypy_cache .ruff_cache

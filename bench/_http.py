@@ -103,11 +103,12 @@ class LeanClient:
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         json: Any = None,
+        content: bytes | None = None,
     ) -> LeanResponse:
         if params:
             path = f"{path}{'&' if '?' in path else '?'}{urlencode(params)}"
         head = [f"{method} {path} HTTP/1.1\r\n", self._host_line]
-        body = b""
+        body = content or b""
         if json is not None:
             body = jsonlib.dumps(json).encode()
             head.append("Content-Type: application/json\r\n")
@@ -144,9 +145,16 @@ class LeanClient:
         return await self.request("GET", path, params=params, headers=headers)
 
     async def post(
-        self, path: str, *, json: Any = None, headers: dict[str, str] | None = None
+        self,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> LeanResponse:
-        return await self.request("POST", path, json=json, headers=headers)
+        """`content`: raw bytes sent as they are (a signed webhook body), with the
+        Content-Type given in `headers`."""
+        return await self.request("POST", path, json=json, content=content, headers=headers)
 
     async def aclose(self) -> None:
         if self._conn is not None and self._conn.transport is not None:

@@ -141,7 +141,11 @@ async def store_once(
     is never fetched): True when stored now."""
     if await already_stored(session, channel.id, provider_message_id):
         return False
-    outcome = await inbound.receive(session, recorder, channel.tenant_id, await message())
+    # `inbound.receive` commits each message, and a recorder caches aggregate versions for
+    # the transaction it recorded in: reusing one across a body's messages numbered the
+    # next event from a version another request had since taken (a 500 on a burst).
+    fresh = EventRecorder(session, recorder.context)
+    outcome = await inbound.receive(session, fresh, channel.tenant_id, await message())
     return outcome.created
 
 

@@ -79,13 +79,24 @@ class MetaGraph:
         self.policy = policy
         self.base = base_url.rstrip("/")
         self._token = access_token
-        self._client = httpx.AsyncClient(timeout=policy.timeout_s, transport=transport)
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        # Built on the first call, not when opened: an httpx client builds an SSL context
+        # (~18 ms of CPU), and most webhook bodies (text) never call the Graph API.
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self.policy.timeout_s, transport=self._transport)
+        return self._http
 
     async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
-        await self._client.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     async def call(
         self, method: str, url: str, *, authorized: bool = True, **kwargs: Any
