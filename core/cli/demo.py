@@ -33,8 +33,9 @@ AGENTS = [
 
 def _demo_config(kind: ChannelType) -> dict[str, str]:
     """A valid config for a channel type that needs one. The demo WhatsApp number is not
-    connected to Meta: its ids are placeholders and its secrets random, so a reply sent
-    there fails with the provider's error shown on the message, which is the truth."""
+    connected to Meta (nor is the Instagram account): ids are placeholders and secrets
+    random, so a reply sent there fails with the provider's error shown on the message,
+    which is the truth."""
     if kind is ChannelType.WHATSAPP:
         return {
             "phone_number_id": "100000000000001",
@@ -43,6 +44,16 @@ def _demo_config(kind: ChannelType) -> dict[str, str]:
             "app_secret": secrets.token_hex(16),
             "verify_token": secrets.token_urlsafe(12),
         }
+    if kind is ChannelType.INSTAGRAM:
+        return {
+            "ig_user_id": "100000000000003",
+            "access_token": secrets.token_urlsafe(24),
+            "app_secret": secrets.token_hex(16),
+            "verify_token": secrets.token_urlsafe(12),
+        }
+    if kind is ChannelType.EMAIL:
+        # No mailbox to poll and no SMTP server: replies stay queued.
+        return {"address": "support@example.com", "display_name": "Demo Support"}
     return {}
 
 
