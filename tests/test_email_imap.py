@@ -17,7 +17,7 @@ from core.cli.channels import poll_email
 from core.db.base import Base
 from core.domain.channels import MailboxCursor
 from tests import email_fixtures as mail
-from tests.channel_helpers import messages_of, stored_count
+from tests.channel_helpers import messages_of, reply, stored_count
 from tests.factories import TenantCtx, expect, get_json
 from tests.mail_server import MailServer, mail_server
 
@@ -155,3 +155,71 @@ async def test_poll_email_command_once(tenant: TenantCtx, server: MailServer) ->
     stored = await poll_email(tenant.backend.settings, once=True, interval=1, limit=10)
     assert stored >= 1
     assert await stored_count(tenant, channel_id) == 1
+
+
+async def test_agent_reply_goes_out_threaded_and_the_answer_comes_back(
+    tenant: TenantCtx, server: MailServer
+) -> None:
+    runtime = tenant.backend.runtime
+    support = server.mailbox()
+    customer = server.mailbox("jane")
+    channel_id = await imap_channel(tenant, server, support)
+    first, earlier = mid(), mid()
+    raw = mail.gmail_reply(customer, first, answering=earlier, references=[earlier])
+    server.deliver(raw, support)
+    assert (await poll_channel(runtime, uuid.UUID(channel_id))).stored == 1
+    [conversation] = await conversations_of(tenant, channel_id)
+
+    refused = await reply(tenant, conversation["id"], {"template": {"name": "x", "language": "en"}})
+    assert refused.status_code == 409
+    sent = expect(await reply(tenant, conversation["id"], {"text": "The courier has it."}), 201)
+    assert sent["delivery_status"] == "sent", sent
+    ours = sent["provider_message_id"]
+
+    [out] = server.read_all(customer)
+    assert out["Message-ID"] == f"<{ours}>"
+    assert out["In-Reply-To"] == f"<{first}>"
+    assert out["References"] == f"<{earlier}> <{first}>"
+    assert out["Subject"] == "Re: Order 1042 never arrived"
+    assert support in out["From"]
+    assert out.get_content().strip() == "The courier has it."
+
+    # Resolved; the customer answers our reply: the same conversation reopens.
+    url = f"/v1/conversations/{conversation['id']}"
+    h = tenant.agent.headers
+    expect(await tenant.client.patch(url, json={"status": "resolved"}, headers=h), 200)
+    answer = mail.gmail_reply(customer, mid(), answering=ours, references=[earlier, first, ours])
+    server.deliver(answer, support)
+    assert (await poll_channel(runtime, uuid.UUID(channel_id))).stored == 1
+    [again] = await conversations_of(tenant, channel_id)
+    assert again["id"] == conversation["id"]
+    assert again["status"] == "open"
+    assert len(await messages_of(tenant, conversation["id"])) == 3
+
+
+async def test_unreachable_smtp_fails_the_reply_with_the_reason(
+    tenant: TenantCtx, server: MailServer
+) -> None:
+    support = server.mailbox()
+    config = {
+        "address": support,
+        "webhook_token": "push-token-0123456789abcdef",
+        "smtp": {"host": server.host, "port": 1, "ssl": False, "starttls": False},
+    }
+    body = {"type": "email", "name": "Mailbox", "config": config}
+    channel = expect(
+        await tenant.client.post("/v1/channels", json=body, headers=tenant.key_headers), 201
+    )
+    pushed = await tenant.client.post(
+        f"/webhooks/email/{channel['id']}",
+        content=mail.first_message("kim@example.com", mid()),
+        headers={
+            "Content-Type": "message/rfc822",
+            "Authorization": f"Bearer {config['webhook_token']}",
+        },
+    )
+    expect(pushed, 200)
+    [conversation] = await conversations_of(tenant, channel["id"])
+    failed = expect(await reply(tenant, conversation["id"], {"text": "Hello"}), 201)
+    assert failed["delivery_status"] == "failed"
+    assert failed["delivery_error"]["provider"] == "email"
