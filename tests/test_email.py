@@ -176,6 +176,9 @@ async def test_auto_replies_and_bounces_open_nothing(tenant: TenantCtx) -> None:
         b"MIME-Version", b"Auto-Submitted: no\r\nMIME-Version"
     )
     assert expect(await push(tenant, channel_id, person), 200)["stored"] == 1
+    # A copy of our own mail (a BCC to the mailbox) is not a customer's message.
+    own = mail.first_message(mail.SUPPORT, mid())
+    assert expect(await push(tenant, channel_id, own), 200)["own"] == 1
     assert await stored_count(tenant, channel_id) == 1
     assert (
         await count_rows(

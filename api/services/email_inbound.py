@@ -186,12 +186,23 @@ async def _thread(
     session: AsyncSession, channel: Channel, config: EmailConfig, parsed: ParsedEmail
 ) -> tuple[Conversation, str] | None:
     """The conversation this message continues, and how it was found."""
+    # Only the sender's own conversations: a colleague in Cc answering joins their own
+    # thread (the inbound path's rule), and must not reopen someone else's.
+    senders = (
+        select(Conversation)
+        .join(CustomerIdentity, CustomerIdentity.customer_id == Conversation.customer_id)
+        .where(
+            Conversation.channel_id == channel.id,
+            CustomerIdentity.tenant_id == channel.tenant_id,
+            CustomerIdentity.kind == IdentityKind.EMAIL.value,
+            CustomerIdentity.value == parsed.from_address,
+        )
+    )
     ids = parsed.thread_ids
     if ids:
         found = (
             await session.execute(
-                select(Conversation)
-                .join(Message, Message.conversation_id == Conversation.id)
+                senders.join(Message, Message.conversation_id == Conversation.id)
                 .where(Message.channel_id == channel.id, Message.provider_message_id.in_(ids))
                 .order_by(Message.created_at.desc())
                 .limit(1)
@@ -205,15 +216,7 @@ async def _thread(
     since = utcnow() - timedelta(days=config.subject_window_days)
     candidates = (
         await session.execute(
-            select(Conversation)
-            .join(CustomerIdentity, CustomerIdentity.customer_id == Conversation.customer_id)
-            .where(
-                Conversation.channel_id == channel.id,
-                CustomerIdentity.tenant_id == channel.tenant_id,
-                CustomerIdentity.kind == IdentityKind.EMAIL.value,
-                CustomerIdentity.value == parsed.from_address,
-                Conversation.last_message_at >= since,
-            )
+            senders.where(Conversation.last_message_at >= since)
             .order_by(Conversation.last_message_at.desc())
             .limit(50)
         )
