@@ -217,7 +217,9 @@ async def test_gmail_and_outlook_replies_thread_and_duplicates_store_once(
         "conversation_id": conversation_id,
         "matched_by": "references",
     }
-    assert messages[-1]["text"].startswith("Still nothing today")
+    # The quoted earlier message is cut off the reply.
+    assert messages[-1]["text"] == "Still nothing today, can you check with the courier?"
+    assert (await email_meta(tenant, messages[-1]))["quote_trimmed"] is True
 
     # Resolved again; Outlook's answer has no thread headers: the subject finds it.
     expect(await tenant.client.patch(url, json={"status": "resolved"}, headers=h), 200)
@@ -232,7 +234,7 @@ async def test_gmail_and_outlook_replies_thread_and_duplicates_store_once(
         "references",
         "subject",
     ]
-    assert messages[-1]["text"].startswith("Danke \u2013 the parcel is here now.")
+    assert messages[-1]["text"] == "Danke \u2013 the parcel is here now."
 
     # Another subject from another sender opens its own conversation.
     expect(await push(tenant, channel_id, mail.first_message("x@example.com", mid(), "Other")), 200)

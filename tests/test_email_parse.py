@@ -8,6 +8,7 @@ import pytest
 
 from connectors.email.html_text import html_to_text
 from connectors.email.parse import MalformedEmail, parse_email
+from connectors.email.quotes import trim_quoted
 from connectors.email.threading import message_ids, normalized_subject, reply_subject
 from tests import email_fixtures as mail
 
@@ -86,3 +87,24 @@ def test_html_to_text_keeps_structure_and_drops_code() -> None:
         "</tr></table><script>evil()</script>&lt;tag&gt;"
     )
     assert html_to_text(html) == "Title\n\nOne\nTwo\n\na b\n\n<tag>"
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("Thanks!\n\nOn Tue, Nov 24, 2026 at 10:00 AM Acme <s@x> wrote:\n> old", "Thanks!"),
+        ("Danke\n\nAm 24.11.2026 um 10:00 schrieb Acme <s@x>:\n> alt", "Danke"),
+        ("Ok\n-----Original Message-----\nFrom: s@x\n", "Ok"),
+        ("Ok\n________________________________\nVon: Acme\n", "Ok"),
+        ("Fine\n\n> quoted\n> more\n", "Fine"),
+    ],
+)
+def test_quoted_replies_are_trimmed(text: str, kept: str) -> None:
+    assert trim_quoted(text) == (kept, True)
+
+
+def test_inline_answers_and_bare_quotes_are_kept_whole() -> None:
+    inline = "> question one\nanswer one\n> question two\nanswer two"
+    assert trim_quoted(inline) == (inline, False)
+    only_quote = "On Tue, Nov 24 Acme <s@x> wrote:\n> old"
+    assert trim_quoted(only_quote) == (only_quote, False)

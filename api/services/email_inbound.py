@@ -125,6 +125,7 @@ def _inbound(
         # The newest ids are what a reply's References must carry on.
         "references": parsed.references[-20:],
         "html_only": parsed.html_only,
+        "quote_trimmed": parsed.quote_trimmed,
     }
     if len(text) > MAX_TEXT:
         email["truncated_from"] = len(text)

@@ -15,6 +15,7 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
 from connectors.email.html_text import html_to_text
+from connectors.email.quotes import trim_quoted
 from connectors.email.threading import message_ids
 
 _AUTO_PRECEDENCE = frozenset({"bulk", "auto_reply", "junk", "list"})
@@ -46,6 +47,8 @@ class ParsedEmail:
     references: list[str]
     text: str
     html_only: bool
+    # Whether a quoted earlier message was cut off the end of `text`.
+    quote_trimmed: bool = False
     attachments: list[RawAttachment] = field(default_factory=list)
     # "auto_reply" or "bounce" for a message no person wrote; None for a person's mail.
     automatic: str | None = None
@@ -191,6 +194,7 @@ def parse_email(raw: bytes) -> ParsedEmail:
     if not text and html:
         text = "\n\n".join(t for t in (html_to_text(_text_of(p)) for p in html) if t)
         html_only = True
+    text, trimmed = trim_quoted(text.replace("\r\n", "\n"))
     ids = message_ids(_header(msg, "Message-ID"))
     message_id = ids[0] if ids else f"sha256-{hashlib.sha256(raw).hexdigest()}@relaydesk"
     return ParsedEmail(
@@ -201,8 +205,9 @@ def parse_email(raw: bytes) -> ParsedEmail:
         sent_at=_date(msg),
         in_reply_to=message_ids(_header(msg, "In-Reply-To")),
         references=message_ids(_header(msg, "References")),
-        text=text.replace("\r\n", "\n"),
+        text=text,
         html_only=html_only,
+        quote_trimmed=trimmed,
         attachments=[_attachment(p) for p in leaves if not _is_body(p)],
         automatic=automatic_kind(msg),
         to=_addresses(msg, "To"),
