@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from connectors.email.config import EmailConfig
 from connectors.instagram.config import InstagramConfig
 from connectors.whatsapp.config import WhatsAppConfig
 from core.domain.enums import ChannelType
@@ -13,6 +14,7 @@ from core.domain.enums import ChannelType
 CONFIG_MODELS: dict[ChannelType, type[BaseModel]] = {
     ChannelType.WHATSAPP: WhatsAppConfig,
     ChannelType.INSTAGRAM: InstagramConfig,
+    ChannelType.EMAIL: EmailConfig,
 }
 
 

@@ -23,6 +23,9 @@ class OutboundReply:
     interactive: dict[str, Any] | None = None
     # Instagram's HUMAN_AGENT tag: a person answering up to 7 days after the customer.
     human_agent: bool = False
+    # The conversation's thread, for providers that carry one (email: the subject, the
+    # customer's last Message-ID and its References).
+    thread: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,16 @@ def _instagram(settings: ChannelSettings) -> ChannelSender:
     return InstagramSender(settings)
 
 
+def _email(settings: ChannelSettings) -> ChannelSender:
+    from connectors.email.sender import EmailSender
+
+    return EmailSender(settings)
+
+
 SENDERS: dict[ChannelType, SenderFactory] = {
     ChannelType.WHATSAPP: _whatsapp,
     ChannelType.INSTAGRAM: _instagram,
+    ChannelType.EMAIL: _email,
 }
 
 

@@ -216,7 +216,8 @@ CHANNEL_CONFIGS: dict[str, dict[str, Any]] = {
         "app_secret": "wa-app-secret",
         "verify_token": "wa-verify",
         "graph_api_base_url": "http://127.0.0.1:9/v21.0",
-    }
+    },
+    "email": {"address": "support@example.com"},
 }
 
 

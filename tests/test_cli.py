@@ -26,6 +26,8 @@ COMMANDS = [
     ["api-keys", "create"],
     ["demo"],
     ["demo", "seed"],
+    ["channels"],
+    ["channels", "poll-email"],
 ]
 
 

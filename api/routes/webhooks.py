@@ -1,5 +1,6 @@
 """Provider webhooks: unauthenticated by API key, authenticated by each provider's own
-verification (Meta's channels: the verify token, then the body's HMAC signature)."""
+verification (Meta's channels: the verify token, then the body's HMAC signature; email:
+the channel's bearer token)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from api.deps import RuntimeDep, SessionDep
-from api.services import instagram_webhook, whatsapp_webhook
+from api.services import email_webhook, instagram_webhook, whatsapp_webhook
 from api.services.meta_webhook import verify_subscription
 from connectors.instagram.config import InstagramConfig
 from connectors.whatsapp.config import WhatsAppConfig
@@ -92,5 +93,35 @@ async def instagram_events(
     secret; 200 once all are stored (echoes of our own sends are counted, not stored)."""
     result = await instagram_webhook.handle(
         session, sent.recorder, sent.runtime, channel_id, sent.body, sent.signature
+    )
+    return vars(result)
+
+
+@router.post("/email/{channel_id}")
+async def email_message(
+    channel_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    authorization: Annotated[str | None, Header()] = None,
+    content_type: Annotated[str | None, Header()] = None,
+) -> dict[str, int]:
+    """One raw RFC 5322 message (`Content-Type: message/rfc822`), as a forwarding service
+    or an MTA pipe delivers it, with `Authorization: Bearer <the channel's webhook_token>`;
+    parsed exactly like a message polled over IMAP. 200 once stored, a duplicate, or
+    skipped as an auto-reply or bounce (each counted)."""
+    context = EventContext(
+        correlation_id=request.headers.get("x-request-id"),
+        actor_type="channel",
+        actor_id=str(channel_id),
+    )
+    result = await email_webhook.handle(
+        session,
+        EventRecorder(session, context),
+        runtime,
+        channel_id,
+        await request.body(),
+        authorization,
+        content_type,
     )
     return vars(result)

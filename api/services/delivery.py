@@ -7,7 +7,7 @@ the provider's code and message on `delivery_error`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -15,11 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import Conflict
 from api.schemas.conversations import ReplyCreate
+from api.services.email_outbound import email_thread
 from connectors.sender import ChannelSender, OutboundReply, sender_for
 from core.domain.channels import Channel
 from core.domain.conversations import Conversation, Message
 from core.domain.customers import CustomerIdentity
-from core.domain.enums import DeliveryStatus
+from core.domain.enums import ChannelType, DeliveryStatus
 from core.settings import ChannelSettings
 
 
@@ -77,6 +78,8 @@ async def prepare(
             f"the customer has no {sender.identity_kind.value} identity to send to",
             code="customer_unreachable",
         )
+    if channel.type == ChannelType.EMAIL.value:
+        reply = replace(reply, thread=await email_thread(session, conversation))
     return Delivery(sender, dict(channel.config), recipient, reply, channel.type)
 
 

@@ -45,6 +45,9 @@ def _demo_config(kind: ChannelType) -> dict[str, str]:
         return {"phone_number_id": "100000000000001", "waba_id": "100000000000002", **meta}
     if kind is ChannelType.INSTAGRAM:
         return {"ig_user_id": "17800000000000001", **meta}
+    if kind is ChannelType.EMAIL:
+        # No mailbox to poll and no SMTP server: replies stay queued.
+        return {"address": "support@example.com", "display_name": "Demo Support"}
     return {}
 
 

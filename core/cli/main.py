@@ -65,6 +65,15 @@ def _mount_training() -> None:
 
 _mount_training()
 
+
+def _mount_channels() -> None:
+    from core.cli.channels import channels_app
+
+    app.add_typer(channels_app, name="channels")
+
+
+_mount_channels()
+
 T = TypeVar("T")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from core.db.base import Base
 from core.domain.analyses import ConversationInsight, MessageAnalysis
-from core.domain.channels import Channel
+from core.domain.channels import Channel, MailboxCursor
 from core.domain.conversations import Conversation, Message, Note
 from core.domain.customers import Customer, CustomerIdentity
 from core.domain.feedback import AnalysisFeedback, RetrainMark
@@ -28,6 +28,7 @@ __all__ = [
     "EventRecord",
     "IdempotencyRecord",
     "KbArticle",
+    "MailboxCursor",
     "Message",
     "MessageAnalysis",
     "Note",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Index, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db.base import Base, IdMixin, TenantMixin, TimestampMixin
-from core.db.types import JsonType
+from core.db.types import JsonType, UTCDateTime, utcnow
 
 # Config keys whose values are credentials: stored, never returned by the API.
 SECRET_MARKERS = ("token", "secret", "password", "key")
@@ -35,3 +37,21 @@ class Channel(IdMixin, TenantMixin, TimestampMixin, Base):
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     config: Mapped[dict[str, Any]] = mapped_column(JsonType, nullable=False, default=dict)
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+
+
+class MailboxCursor(Base):
+    """How far an email channel's IMAP folder has been read: the folder's UIDVALIDITY and
+    the highest UID stored, advanced in the same transaction as the messages, so a
+    restarted poller neither skips nor repeats one. A new UIDVALIDITY (the server
+    renumbered the folder) restarts the folder from the beginning; Message-IDs keep that
+    from storing anything twice."""
+
+    __tablename__ = "mailbox_cursors"
+
+    channel_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True
+    )
+    folder: Mapped[str] = mapped_column(String(200), primary_key=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_uid: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
