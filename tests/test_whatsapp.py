@@ -426,3 +426,25 @@ async def test_permanent_and_exhausted_errors_show_on_the_message(
     assert len(graph.sends()) == 3  # bounded by send_max_attempts
     assert exhausted["delivery_status"] == "failed"
     assert exhausted["delivery_error"]["code"] == 130429
+
+
+async def test_concurrent_bodies_of_one_customer_are_all_stored(
+    tenant: TenantCtx, graph: FakeGraph
+) -> None:
+    """Several bodies of several messages each, from one customer, arriving at once: each
+    message commits on its own, so the event versions of the shared conversation must be
+    read afresh for every message (a cached version made some of them fail before)."""
+    import asyncio
+
+    channel_id = await wa_channel(tenant, graph)
+    wa_id = "15551239999"
+    bodies = [
+        webhook_body(
+            [wa_message("text", {"body": f"burst {b}.{m}"}, wa_id) for m in range(3)],
+            {wa_id: "Burst"},
+        )
+        for b in range(6)
+    ]
+    answers = await asyncio.gather(*(post_webhook(tenant, channel_id, body) for body in bodies))
+    assert [a.status_code for a in answers] == [200] * len(bodies), [a.text for a in answers]
+    assert await stored_count(tenant, channel_id) == 18
