@@ -338,6 +338,36 @@ def report(results: dict[str, dict[str, PhaseResult]]) -> dict[str, Any]:
     return verdicts
 
 
+def write_results(
+    name: str,
+    stamp: str,
+    args: argparse.Namespace,
+    info: dict[str, Any],
+    results: dict[str, dict[str, PhaseResult]],
+    verdicts: dict[str, Any],
+    total: float,
+) -> int:
+    """Print the run's length, write `bench/results/<name>-<stamp>.json` and return the exit
+    status (1 when `--check` and a target was missed)."""
+    print(f"\nbench run: {total:.0f} s (seeding included: {info['seeded_now']})")
+    out = args.results / f"{name}-{stamp}.json"
+    payload = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()},
+        "seed": {k: v for k, v in info.items() if k != "tenants"},
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "results": {c: {n: r.summary() for n, r in p.items()} for c, p in results.items()},
+        "targets": verdicts,
+        "run_seconds": round(total, 1),
+    }
+    out.write_text(json.dumps(payload, indent=2))
+    print(f"results: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+    missed = any(
+        not item["met"] for v in verdicts.values() for item in v.values() if "info_only" not in item
+    )
+    return 1 if args.check and missed else 0
+
+
 async def main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     print(f"database: {make_url(args.database_url).render_as_string(hide_password=True)}")
@@ -378,23 +408,7 @@ async def main(args: argparse.Namespace) -> int:
             server.stop()
     verdicts = report(results)
     total = time.perf_counter() - started
-    print(f"\nbench run: {total:.0f} s (seeding included: {info['seeded_now']})")
-    out = args.results / f"api_bench-{stamp}.json"
-    payload = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()},
-        "seed": {k: v for k, v in info.items() if k != "tenants"},
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "results": {c: {n: r.summary() for n, r in p.items()} for c, p in results.items()},
-        "targets": verdicts,
-        "run_seconds": round(total, 1),
-    }
-    out.write_text(json.dumps(payload, indent=2))
-    print(f"results: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
-    missed = any(
-        not item["met"] for v in verdicts.values() for item in v.values() if "info_only" not in item
-    )
-    return 1 if args.check and missed else 0
+    return write_results("api_bench", stamp, args, info, results, verdicts, total)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from bench._http import LeanClient  # noqa: E402
 from bench._load import Call, CpuMeter, PhaseResult, run_phase  # noqa: E402
 from bench._queries import Fixture, load_fixture  # noqa: E402
 from bench._seed import asyncpg_dsn, ensure_seeded  # noqa: E402
-from bench.api_bench import Server, postmaster_pid  # noqa: E402
+from bench.api_bench import Server, postmaster_pid, write_results  # noqa: E402
 from connectors.meta.signature import sign  # noqa: E402
 
 DEFAULT_URL = "postgresql+asyncpg://relaydesk:relaydesk@127.0.0.1:55432/relaydesk_chbench"
@@ -384,23 +384,7 @@ async def main(args: argparse.Namespace) -> int:
             server.stop()
     verdicts = report(results)
     total = time.perf_counter() - started
-    print(f"\nbench run: {total:.0f} s (seeding included: {info['seeded_now']})")
-    out = args.results / f"channels_bench-{stamp}.json"
-    payload = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()},
-        "seed": {k: v for k, v in info.items() if k != "tenants"},
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "results": {c: {n: r.summary() for n, r in p.items()} for c, p in results.items()},
-        "targets": verdicts,
-        "run_seconds": round(total, 1),
-    }
-    out.write_text(json.dumps(payload, indent=2))
-    print(f"results: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
-    missed = any(
-        not item["met"] for v in verdicts.values() for item in v.values() if "info_only" not in item
-    )
-    return 1 if args.check and missed else 0
+    return write_results("channels_bench", stamp, args, info, results, verdicts, total)
 
 
 if __name__ == "__main__":
