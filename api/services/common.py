@@ -114,6 +114,32 @@ def id_list(dialect: str, ids: Select[Any]) -> ColumnElement[list[Any]]:
     return type_coerce(select(func.json_group_array(column)).scalar_subquery(), _IdList())
 
 
+def list_filter(
+    name: str,
+    columns: Any,
+    dialect: str,
+    equals: Sequence[str],
+    text_match: ColumnElement[bool],
+) -> ColumnElement[bool] | None:
+    """The condition of a list filter both conversation and ticket lists have (status,
+    equality on `equals`, tag, updated_since, full text), on bound parameters of the same
+    name; None for a filter the caller handles itself."""
+    if name == "status":
+        status: ColumnElement[bool] = columns.status.in_(bindparam("status", expanding=True))
+        return status
+    if name in equals:
+        cond: ColumnElement[bool] = columns[name] == bindparam(name)
+        return cond
+    if name == "tag":
+        return json_array_contains(dialect, columns.tags, bindparam("tag", type_=String))
+    if name == "updated_since":
+        since: ColumnElement[bool] = columns.updated_at >= bindparam("updated_since")
+        return since
+    if name == "fts_q":
+        return text_match
+    return None
+
+
 def json_array_contains(dialect: str, column: Any, value: Any) -> ColumnElement[bool]:
     """`value in column` for a JSON array column, using the GIN index on PostgreSQL."""
     if dialect == "postgresql":

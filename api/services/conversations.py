@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, String, Table, bindparam, delete, func, select, update
+from sqlalchemy import Select, Table, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,7 +35,7 @@ from core.events.types import DomainEvent
 from core.settings import ChannelSettings
 
 from . import delivery, tickets
-from .common import get_owned, json_array_contains, keyset, list_params
+from .common import get_owned, keyset, list_filter, list_params
 from .inbound import message_payload
 from .search import conversation_text_match
 
@@ -53,18 +53,9 @@ def _list_statement(dialect: str, names: tuple[str, ...]) -> Select[Any]:
     c = _conversations.c
     query = select(*LIST_COLUMNS).where(c.tenant_id == bindparam("tenant_id"))
     for name in names:
-        if name == "status":
-            query = query.where(c.status.in_(bindparam("status", expanding=True)))
-        elif name in _EQUALS:
-            query = query.where(c[name] == bindparam(name))
-        elif name == "tag":
-            query = query.where(
-                json_array_contains(dialect, c.tags, bindparam("tag", type_=String))
-            )
-        elif name == "updated_since":
-            query = query.where(c.updated_at >= bindparam("updated_since"))
-        elif name == "fts_q":
-            query = query.where(conversation_text_match(dialect))
+        cond = list_filter(name, c, dialect, _EQUALS, conversation_text_match(dialect))
+        if cond is not None:
+            query = query.where(cond)
     return keyset(query, c.id, "after" in names)
 
 

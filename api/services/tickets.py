@@ -13,7 +13,6 @@ from sqlalchemy import (
     Insert,
     Row,
     Select,
-    String,
     Table,
     Update,
     bindparam,
@@ -45,8 +44,8 @@ from .common import (
     check_owned,
     get_owned,
     id_list,
-    json_array_contains,
     keyset,
+    list_filter,
     list_params,
 )
 from .search import ticket_text_match
@@ -441,25 +440,17 @@ def _list_statement(dialect: str, names: tuple[str, ...]) -> Select[Any]:
         c.tenant_id == bindparam("tenant_id")
     )
     for name in names:
-        if name == "status":
-            query = query.where(c.status.in_(bindparam("status", expanding=True)))
-        elif name in _EQUALS:
-            query = query.where(c[name] == bindparam(name))
-        elif name == "channel_id":
+        if name == "channel_id":  # tickets reach a channel through their conversations
             query = query.where(
                 exists()
                 .where(_links.ticket_id == c.id)
                 .where(_links.conversation_id == _conversations.c.id)
                 .where(_conversations.c.channel_id == bindparam("channel_id"))
             )
-        elif name == "tag":
-            query = query.where(
-                json_array_contains(dialect, c.tags, bindparam("tag", type_=String))
-            )
-        elif name == "updated_since":
-            query = query.where(c.updated_at >= bindparam("updated_since"))
-        elif name == "fts_q":
-            query = query.where(ticket_text_match(dialect))
+        elif (
+            cond := list_filter(name, c, dialect, _EQUALS, ticket_text_match(dialect))
+        ) is not None:
+            query = query.where(cond)
     return keyset(query, c.id, "after" in names)
 
 
