@@ -12,8 +12,23 @@ from sqlalchemy import update
 
 from core.db.types import utcnow
 from core.domain.conversations import Conversation, Message
-from tests.factories import TenantCtx, count_rows, get_json
-from tests.fake_graph import FakeGraph
+from tests.factories import TenantCtx, count_rows, expect, get_json
+from tests.fake_graph import FakeGraph, signed
+
+
+async def add_channel(t: TenantCtx, kind: str, name: str, config: dict[str, Any]) -> str:
+    """A channel created through the API (as an integration would); its id."""
+    body = {"type": kind, "name": name, "config": config}
+    created = expect(await t.client.post("/v1/channels", json=body, headers=t.key_headers), 201)
+    return str(created["id"])
+
+
+async def post_signed(
+    t: TenantCtx, kind: str, channel_id: str, body: dict[str, Any] | bytes, secret: str
+) -> Any:
+    """POST `body` to the channel's Meta webhook, signed with `secret` as Meta signs it."""
+    raw, headers = signed(body, secret)
+    return await t.client.post(f"/webhooks/{kind}/{channel_id}", content=raw, headers=headers)
 
 
 def start_graph() -> Iterator[FakeGraph]:

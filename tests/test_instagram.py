@@ -9,7 +9,14 @@ from datetime import timedelta
 from typing import Any
 
 from core.domain.conversations import Message
-from tests.channel_helpers import last_inbound_ago, messages_of, reply, stored_count
+from tests.channel_helpers import (
+    add_channel,
+    last_inbound_ago,
+    messages_of,
+    post_signed,
+    reply,
+    stored_count,
+)
 from tests.factories import TenantCtx, expect, expect_error, get_json
 from tests.fake_graph import (
     IG_ACCOUNT,
@@ -36,14 +43,11 @@ def ig_config(graph: FakeGraph, **changes: Any) -> dict[str, Any]:
 
 
 async def ig_channel(t: TenantCtx, graph: FakeGraph) -> str:
-    body = {"type": "instagram", "name": "Instagram", "config": ig_config(graph)}
-    created = expect(await t.client.post("/v1/channels", json=body, headers=t.key_headers), 201)
-    return str(created["id"])
+    return await add_channel(t, "instagram", "Instagram", ig_config(graph))
 
 
 async def post_webhook(t: TenantCtx, channel_id: str, body: dict[str, Any] | bytes) -> Any:
-    raw, headers = signed(body, SECRET)
-    return await t.client.post(f"/webhooks/instagram/{channel_id}", content=raw, headers=headers)
+    return await post_signed(t, "instagram", channel_id, body, SECRET)
 
 
 async def test_config_is_validated_and_secrets_never_shown(

@@ -9,7 +9,14 @@ from datetime import timedelta
 from typing import Any
 
 from core.domain.conversations import Message
-from tests.channel_helpers import last_inbound_ago, messages_of, reply, stored_count
+from tests.channel_helpers import (
+    add_channel,
+    last_inbound_ago,
+    messages_of,
+    post_signed,
+    reply,
+    stored_count,
+)
 from tests.factories import TenantCtx, expect, expect_error, get_json
 from tests.fake_graph import TOKEN, FakeGraph, signed, status, wa_message, webhook_body
 
@@ -29,14 +36,11 @@ def wa_config(graph: FakeGraph, **changes: Any) -> dict[str, Any]:
 
 
 async def wa_channel(t: TenantCtx, graph: FakeGraph) -> str:
-    body = {"type": "whatsapp", "name": "WhatsApp", "config": wa_config(graph)}
-    created = expect(await t.client.post("/v1/channels", json=body, headers=t.key_headers), 201)
-    return str(created["id"])
+    return await add_channel(t, "whatsapp", "WhatsApp", wa_config(graph))
 
 
 async def post_webhook(t: TenantCtx, channel_id: str, body: dict[str, Any] | bytes) -> Any:
-    raw, headers = signed(body, SECRET)
-    return await t.client.post(f"/webhooks/whatsapp/{channel_id}", content=raw, headers=headers)
+    return await post_signed(t, "whatsapp", channel_id, body, SECRET)
 
 
 async def test_config_is_validated_and_secrets_never_shown(
