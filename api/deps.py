@@ -14,6 +14,7 @@ from fastapi import Depends, Header, Request
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from api import principal_cache
 from api.errors import Forbidden, RateLimited, Unauthorized
 from core.db.types import utcnow
 from core.domain.enums import Role
@@ -165,7 +166,10 @@ def _claims(settings: Settings, token: str) -> dict[str, Any] | None:
     return claims
 
 
-async def _from_token(session: AsyncSession, settings: Settings, token: str) -> Principal:
+async def _from_token(
+    session: AsyncSession, settings: Settings, token: str
+) -> tuple[Principal, float]:
+    """The token's principal and the token's expiry (epoch seconds)."""
     claims = _claims(settings, token)
     if claims is None:
         raise Unauthorized("invalid or expired token")
@@ -176,7 +180,8 @@ async def _from_token(session: AsyncSession, settings: Settings, token: str) -> 
     user = (await session.execute(_USER_LOOKUP, {"user_id": user_id})).one_or_none()
     if user is None or not user.is_active or str(user.tenant_id) != claims["tid"]:
         raise Unauthorized("the token's user no longer exists or is deactivated")
-    return Principal(tenant_id=user.tenant_id, role=Role(user.role), user_id=user_id)
+    principal = Principal(tenant_id=user.tenant_id, role=Role(user.role), user_id=user_id)
+    return principal, float(claims["exp"])
 
 
 async def get_principal(
@@ -186,10 +191,21 @@ async def get_principal(
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> Principal:
     runtime: Runtime = request.app.state.runtime
+    ttl_s = runtime.settings.api.auth_cache_seconds
     if x_api_key:
-        principal = await _from_api_key(session, x_api_key)
+        credential = "key " + x_api_key
+        principal = principal_cache.cached(runtime, credential)
+        if principal is None:
+            principal = await _from_api_key(session, x_api_key)
+            principal_cache.remember(runtime, credential, principal, ttl_s)
     elif authorization and authorization.lower().startswith("bearer "):
-        principal = await _from_token(session, runtime.settings, authorization[7:].strip())
+        token = authorization[7:].strip()
+        credential = "bearer " + token
+        principal = principal_cache.cached(runtime, credential)
+        if principal is None:
+            principal, expires = await _from_token(session, runtime.settings, token)
+            ttl_s = min(ttl_s, expires - time.time())
+            principal_cache.remember(runtime, credential, principal, ttl_s)
     else:
         raise Unauthorized(
             "send a bearer token (Authorization: Bearer ...) or an API key (X-API-Key)",

@@ -89,6 +89,9 @@ class ApiSettings(BaseModel):
     rate_limit_per_minute: int = Field(default=6000, ge=0, description="0 disables")
     page_size_default: int = Field(default=50, ge=1, le=500)
     page_size_max: int = Field(default=500, ge=1, le=5000)
+    # How long a process reuses a resolved API key or token (api/principal_cache.py); a
+    # change made through another process reaches this one within that time. 0 disables.
+    auth_cache_seconds: float = Field(default=5.0, ge=0.0, le=300.0)
 
 
 class AiSettings(BaseModel):

@@ -8,10 +8,13 @@ import uuid
 
 import jwt
 import pytest
+from sqlalchemy import update
 
 from api.errors import Conflict
 from api.services.tenancy import bootstrap_tenant
+from core.db.types import utcnow
 from core.domain.enums import Role
+from core.domain.tenancy import ApiKey, User
 from tests.factories import (
     JWT_SECRET,
     PASSWORD,
@@ -177,3 +180,46 @@ async def test_a_token_stops_working_when_it_expires(tenant: TenantCtx) -> None:
     expect(await tenant.client.get("/v1/tickets", headers=headers), 200)
     await asyncio.sleep(expires - time.time() + 0.1)
     expect_error(await tenant.client.get("/v1/tickets", headers=headers), 401, "unauthorized")
+
+
+async def test_a_change_made_elsewhere_is_seen_within_the_auth_cache_time(
+    tenant: TenantCtx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process (a second worker) deactivating a user or revoking a key: this one
+    keeps its resolved caller for at most `auth_cache_seconds`, then looks it up again."""
+    monkeypatch.setattr(tenant.backend.runtime.settings.api, "auth_cache_seconds", 0.5)
+    created = await create_api_key(tenant, Role.AGENT)
+    key = {"X-API-Key": created["key"]}
+    user = tenant.agent
+    for headers in (key, user.headers):
+        expect(await tenant.client.get("/v1/tickets", headers=headers), 200)
+    async with tenant.backend.runtime.sessions() as session:
+        # Written straight to the database, as another process would: no cache is cleared.
+        await session.execute(
+            update(ApiKey).where(ApiKey.id == uuid.UUID(created["id"])).values(revoked_at=utcnow())
+        )
+        await session.execute(
+            update(User).where(User.id == uuid.UUID(user.id)).values(is_active=False)
+        )
+        await session.commit()
+    for headers in (key, user.headers):
+        expect(await tenant.client.get("/v1/tickets", headers=headers), 200)
+    await asyncio.sleep(0.6)
+    for headers in (key, user.headers):
+        expect_error(await tenant.client.get("/v1/tickets", headers=headers), 401, "unauthorized")
+
+
+async def test_without_the_auth_cache_every_request_looks_its_caller_up(
+    tenant: TenantCtx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tenant.backend.runtime.settings.api, "auth_cache_seconds", 0.0)
+    user = tenant.agent
+    expect(await tenant.client.get("/v1/tickets", headers=user.headers), 200)
+    async with tenant.backend.runtime.sessions() as session:
+        await session.execute(
+            update(User).where(User.id == uuid.UUID(user.id)).values(role=Role.VIEWER.value)
+        )
+        await session.commit()
+    expect_error(
+        await tenant.client.post("/v1/tickets", headers=user.headers, json={"subject": "x"}), 403
+    )

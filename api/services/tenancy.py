@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api import principal_cache
 from api.errors import BadRequest, Conflict, NotFound, Unauthorized
 from api.schemas.tenancy import ApiKeyCreate, TeamCreate, TeamUpdate, UserCreate, UserUpdate
 from core.db.types import utcnow
@@ -102,6 +103,8 @@ async def update_user(
     if data.team_ids is not None:
         user.teams = await _teams(session, tenant_id, data.team_ids)
     await session.commit()
+    if data.role is not None or data.is_active is not None:
+        principal_cache.forget_all()
     return user
 
 
@@ -165,6 +168,7 @@ async def revoke_api_key(session: AsyncSession, tenant_id: uuid.UUID, key_id: uu
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         await session.commit()
+        principal_cache.forget_all()
 
 
 @dataclass(frozen=True)
