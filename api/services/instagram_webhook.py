@@ -67,7 +67,14 @@ async def handle(
                 attachments = [await _fetched(graph, runtime, event, a) for a in event.attachments]
                 return _inbound(channel.id, event, attachments)
 
-            stored = await store_once(session, recorder, channel, event.provider_message_id, build)
+            stored = await store_once(
+                session,
+                recorder,
+                channel,
+                event.provider_message_id,
+                build,
+                fetches_media=bool(event.attachments),
+            )
             result.stored += stored
             result.duplicates += not stored
     for receipt in parsed.reads:

@@ -135,11 +135,14 @@ async def store_once(
     channel: Channel,
     provider_message_id: str,
     message: Callable[[], Awaitable[InboundMessage]],
+    *,
+    fetches_media: bool,
 ) -> bool:
     """Store the message `message()` builds through the inbound path, unless one with this
-    provider id is stored already (then `message` is never called, so a duplicate's media
-    is never fetched): True when stored now."""
-    if await already_stored(session, channel.id, provider_message_id):
+    provider id is stored already: True when stored now. A message whose build fetches
+    media is looked up first, so a duplicate's media is never fetched; any other is left
+    to the inbound path's own idempotency (a statement fewer on the webhook's hot path)."""
+    if fetches_media and await already_stored(session, channel.id, provider_message_id):
         return False
     # `inbound.receive` commits each message, and a recorder caches aggregate versions for
     # the transaction it recorded in: reusing one across a body's messages numbered the

@@ -64,7 +64,12 @@ async def handle(
                 return _inbound(channel.id, message, attachments)
 
             stored = await store_once(
-                session, recorder, channel, message.provider_message_id, build
+                session,
+                recorder,
+                channel,
+                message.provider_message_id,
+                build,
+                fetches_media=message.media is not None,
             )
             result.stored += stored
             result.duplicates += not stored
