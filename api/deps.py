@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from api import principal_cache
 from api.errors import Forbidden, RateLimited, Unauthorized
+from core.db import raw_read
 from core.db.types import utcnow
 from core.domain.enums import Role
 from core.domain.feedback import FEEDBACK_TASKS
@@ -68,16 +69,23 @@ def _autocommit(engine: AsyncEngine) -> AsyncEngine:
     return found
 
 
+def read_session(runtime: Runtime) -> AsyncSession:
+    """A session for statements that only read: in autocommit on PostgreSQL (then list pages
+    may run on the driver itself, core/db/raw_read), an ordinary one elsewhere."""
+    if runtime.engine.dialect.name != "postgresql":
+        return runtime.sessions()
+    session = runtime.sessions(bind=_autocommit(runtime.engine))
+    session.info[raw_read.AUTOCOMMIT] = True
+    return session
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     runtime: Runtime = request.app.state.runtime
     # A read-only request on PostgreSQL runs its statements in autocommit: under READ
     # COMMITTED each statement sees the same data either way, and it saves the BEGIN and
     # ROLLBACK round trips around every list and search. (SQLite keeps its transaction:
     # its BEGIN is issued by the engine's own hook.)
-    if request.method in _READ_METHODS and runtime.engine.dialect.name == "postgresql":
-        session = runtime.sessions(bind=_autocommit(runtime.engine))
-    else:
-        session = runtime.sessions()
+    session = read_session(runtime) if request.method in _READ_METHODS else runtime.sessions()
     async with session:
         yield session
         if session.info.pop("outbox_written", False):

@@ -10,6 +10,11 @@ from typing import Any
 
 import pytest
 
+from api.deps import read_session
+from api.services import conversations, tickets
+from api.services.common import as_dicts, fetch_page
+from core.db import raw_read
+from core.domain.enums import ConversationStatus, TicketStatus
 from tests.factories import (
     TenantCtx,
     create_channel,
@@ -186,3 +191,48 @@ async def test_customer_listing_filters(tenant: TenantCtx) -> None:
     assert _ids(await get_json(tenant, "/v1/customers", phone="15550100000")) == {bob}
     assert _ids(await get_json(tenant, "/v1/customers", phone="+1 555 010 0000")) == {bob}
     assert _ids(await get_json(tenant, "/v1/customers", q="nobody")) == set()
+
+
+async def test_list_pages_read_on_the_driver_match_sqlalchemy_row_for_row(
+    tenant: TenantCtx,
+) -> None:
+    """Read-only requests on PostgreSQL run list pages on asyncpg directly
+    (core/db/raw_read); every value must come back as SQLAlchemy's own execution gives it."""
+    t = tenant
+    team = (await create_team(t))["id"]
+    conversation = str((await inbound(t, external_id="raw-1"))["conversation_id"])
+    await inbound(t, external_id="raw-2")
+    expect(
+        await t.client.patch(
+            f"/v1/conversations/{conversation}",
+            json={"tags": ["vip"], "priority": "high"},
+            headers=t.agent.headers,
+        ),
+        200,
+    )
+    await create_ticket(t, conversation_id=conversation, tags=["vip"], team_id=team)
+    await create_ticket(t, status="pending", subject="refund for a broken lamp")
+    runtime = t.backend.runtime
+    tenant_id = uuid.UUID(t.id)
+    since = datetime(2000, 1, 1, tzinfo=UTC)
+    cases: list[tuple[Any, dict[str, Any]]] = [
+        (conversations.conversation_query, {}),
+        (conversations.conversation_query, {"status": [ConversationStatus.OPEN]}),
+        (conversations.conversation_query, {"tag": "vip", "updated_since": since}),
+        (tickets.ticket_query, {}),
+        (tickets.ticket_query, {"q": "refund"}),
+        (tickets.ticket_query, {"status": [TicketStatus.NEW, TicketStatus.PENDING]}),
+    ]
+    async with read_session(runtime) as session:
+        assert raw_read.usable(session) is (t.backend.name == "postgres")
+        for build, filters in cases:
+            statement, params = build(session, tenant_id, **filters)
+            via_sqlalchemy = as_dicts(
+                (await session.execute(statement, {**params, "limit": 50})).all()
+            )
+            assert via_sqlalchemy, (build.__name__, filters)
+            if raw_read.usable(session):
+                on_driver = await raw_read.fetch_dicts(session, statement, {**params, "limit": 50})
+                assert on_driver == via_sqlalchemy, (build.__name__, filters)
+            page, _ = await fetch_page(session, statement, params, 50)
+            assert page == via_sqlalchemy, (build.__name__, filters)

@@ -22,7 +22,7 @@ from api.schemas.conversations import (
     ReplyCreate,
 )
 from api.services import analyses, conversations
-from api.services.common import as_dicts, fetch_page
+from api.services.common import fetch_page
 from core.domain.conversations import Conversation, Message, Note
 from core.domain.enums import ConversationStatus, Priority
 
@@ -64,7 +64,7 @@ async def list_conversations(
     rows, next_cursor = await fetch_page(
         session, statement, params, limit or settings.api.page_size_default
     )
-    return {"items": as_dicts(rows), "next_cursor": next_cursor}
+    return {"items": rows, "next_cursor": next_cursor}
 
 
 @router.get("/{conversation_id}", response_model=ConversationDetail)

@@ -28,6 +28,7 @@ from sqlalchemy.types import TypeDecorator
 from api.errors import NotFound
 from api.schemas.common import decode_cursor, encode_cursor
 from api.services.search import search_term
+from core.db import raw_read
 
 M = TypeVar("M")
 
@@ -67,10 +68,15 @@ async def keyset_page(
 
 async def fetch_page(
     session: AsyncSession, statement: Select[Any], params: dict[str, Any], limit: int
-) -> tuple[Sequence[Row[Any]], str | None]:
-    """Run a list statement built with `keyset` and split off the next page's cursor."""
-    rows = (await session.execute(statement, {**params, "limit": limit + 1})).all()
-    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Run a list statement built with `keyset` and split off the next page's cursor; the
+    rows come as dicts (on the driver itself where the session allows, core/db/raw_read)."""
+    bound = {**params, "limit": limit + 1}
+    if raw_read.usable(session):
+        rows = await raw_read.fetch_dicts(session, statement, bound)
+    else:
+        rows = as_dicts((await session.execute(statement, bound)).all())
+    next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
     return rows[:limit], next_cursor
 
 

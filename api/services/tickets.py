@@ -5,13 +5,12 @@ from __future__ import annotations
 import functools
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any, cast
 
 from sqlalchemy import (
     Insert,
-    Row,
     Select,
     Table,
     Update,
@@ -40,7 +39,6 @@ from core.events.types import DomainEvent
 
 from . import feedback, sla
 from .common import (
-    as_dicts,
     check_owned,
     get_owned,
     id_list,
@@ -490,13 +488,13 @@ def ticket_query(
     return statement, params
 
 
-def rows_to_public(rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
-    """Rows of `ticket_query` as TicketPublic's fields, with the SLA judged now."""
+def rows_to_public(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of `ticket_query` (as `fetch_page` gives them) as TicketPublic's fields, with
+    the SLA judged now."""
     now = utcnow()
-    items = as_dicts(rows)
-    for item, row in zip(items, rows, strict=True):
-        item["sla"] = sla.sla_view(row, now)
-    return items
+    for row in rows:
+        row["sla"] = sla.sla_view(SimpleNamespace(**row), now)
+    return rows
 
 
 async def to_public(session: AsyncSession, tickets: list[Ticket]) -> list[TicketPublic]:
