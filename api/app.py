@@ -13,6 +13,7 @@ from api.middleware import RequestGuard
 from api.routes import (
     ai,
     api_keys,
+    attachments,
     auth,
     channels,
     conversations,
@@ -43,6 +44,7 @@ ROUTERS = (
     inbound.router,
     conversations.router,
     messages.router,
+    attachments.router,
     tickets.router,
     ai.router,
     kb.router,
@@ -69,6 +71,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A missing bucket or wrong credentials stop the start with the reason.
+        await runtime.attachments.start()
         await runtime.bus.start()
         runtime.relay.start()
         monitor.local = await start_in_process(runtime, enrichment)

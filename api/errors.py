@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.storage import AttachmentRejected, StorageUnavailable
 from models.service import ModelUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,21 @@ def install_error_handlers(app: FastAPI) -> None:
         # A capability that is missing or not loaded: the caller may retry later.
         return JSONResponse(
             error_body("model_unavailable", str(exc)),
+            status_code=503,
+            headers={"Retry-After": "30"},
+        )
+
+    @app.exception_handler(AttachmentRejected)
+    async def _attachment_rejected(_request: Request, exc: AttachmentRejected) -> JSONResponse:
+        status = 413 if exc.code == "too_large" else 415
+        return JSONResponse(error_body(exc.code, str(exc)), status_code=status)
+
+    @app.exception_handler(StorageUnavailable)
+    async def _storage_unavailable(_request: Request, exc: StorageUnavailable) -> JSONResponse:
+        # Nothing was stored or read; a provider retrying its webhook loses nothing.
+        logger.error("attachment storage unavailable: %s", exc)
+        return JSONResponse(
+            error_body("storage_unavailable", "attachment storage is unavailable; retry later"),
             status_code=503,
             headers={"Retry-After": "30"},
         )

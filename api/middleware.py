@@ -1,4 +1,4 @@
-"""ASGI middleware: body size limit, request ids, Prometheus metrics, Idempotency-Key.
+"""ASGI middleware: body size limits, request ids, Prometheus metrics, Idempotency-Key.
 
 Written as plain ASGI (not BaseHTTPMiddleware) because it sits on every request and the
 ingest benchmark counts its cost."""
@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException
 
 from api.errors import error_body
 from core.domain.idempotency import IdempotencyRecord
@@ -25,6 +26,11 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# File uploads: limited by the attachment size (plus room for the multipart framing) rather
+# than by the API's body limit, and passed on as they arrive instead of buffered here.
+UPLOADS = frozenset({("POST", "/v1/attachments")})
+MULTIPART_SLACK = 64 * 1024
 
 REQUESTS = Counter("relaydesk_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -58,6 +64,7 @@ class RequestGuard:
         self.app = app
         self.runtime = runtime
         self.limit = runtime.settings.api.max_body_bytes
+        self.upload_limit = runtime.settings.storage.max_attachment_bytes + MULTIPART_SLACK
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,19 +92,22 @@ class RequestGuard:
                     error_body("invalid_query", "query parameters must not contain NUL"),
                 )
                 return
-            body = await self._read_body(scope, receive, headers)
+            key = headers.get("idempotency-key")
+            upload = (scope["method"], scope["path"]) in UPLOADS
+            limit = self.upload_limit if upload else self.limit
+            if upload and key is None and not _declared_over(headers, limit):
+                await self.app(scope, _capped(receive, limit), send_wrapper)
+                return
+            body = await self._read_body(receive, headers, limit)
             if body is None:
                 status_holder["status"] = 413
                 await _send_json(
                     send_wrapper,
                     413,
-                    error_body(
-                        "payload_too_large", f"request bodies are limited to {self.limit} bytes"
-                    ),
+                    error_body("payload_too_large", f"request bodies are limited to {limit} bytes"),
                 )
                 return
             replay = _replayer(body, receive)
-            key = headers.get("idempotency-key")
             if key is not None and scope["method"] == "POST":
                 await self._idempotent(scope, replay, send_wrapper, headers, key, body)
             else:
@@ -108,11 +118,9 @@ class RequestGuard:
             REQUESTS.labels(scope["method"], template, str(status_holder["status"])).inc()
             LATENCY.labels(scope["method"], template).observe(time.perf_counter() - started)
 
-    async def _read_body(
-        self, scope: Scope, receive: Receive, headers: dict[str, str]
-    ) -> bytes | None:
-        declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+    @staticmethod
+    async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes | None:
+        if _declared_over(headers, limit):
             return None
         chunks: list[bytes] = []
         size = 0
@@ -122,7 +130,7 @@ class RequestGuard:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.limit:
+            if size > limit:
                 return None
             chunks.append(chunk)
             if not message.get("more_body"):
@@ -230,6 +238,27 @@ class RequestGuard:
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+
+def _declared_over(headers: dict[str, str], limit: int) -> bool:
+    declared = headers.get("content-length")
+    return declared is not None and declared.isdigit() and int(declared) > limit
+
+
+def _capped(receive: Receive, limit: int) -> Receive:
+    """`receive`, refusing the request with 413 once its body passes `limit` bytes (the
+    route's body parsing re-raises an HTTPException, and the error handlers answer it)."""
+    seen = 0
+
+    async def capped() -> Message:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise HTTPException(413, f"request bodies are limited to {limit} bytes")
+        return message
+
+    return capped
 
 
 def _replayer(body: bytes, receive: Receive) -> Receive:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "relaydesk-embedded-insecure-secret-change-me"
+# S3's rule for new buckets (the strictest of the S3-compatible servers).
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 class Mode(StrEnum):
@@ -109,9 +113,65 @@ class AiSettings(BaseModel):
     serve: bool = True
 
 
-class StorageSettings(BaseModel):
-    """Attachment storage (core/storage.py): a local directory by default."""
+class S3Settings(BaseModel):
+    """An S3-compatible bucket (AWS S3, MinIO, Ceph RGW, Cloudflare R2, ...) for attachments."""
 
+    bucket: str = ""
+    # Objects are stored as `<prefix><sha256>`; empty stores them at the bucket's root.
+    prefix: str = "attachments/"
+    # Empty: AWS S3 itself (the region picks the endpoint); else e.g. http://minio:9000.
+    endpoint_url: str = ""
+    region: str = "us-east-1"
+    # Both empty: boto3's own credential chain (AWS_* variables, instance or pod role).
+    access_key_id: str = ""
+    secret_access_key: SecretStr = SecretStr("")
+    # path: https://host/bucket/key (MinIO, Ceph, most self-hosted servers);
+    # virtual: https://bucket.host/key; auto: virtual where the bucket name allows it.
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # Create the bucket at start when it is missing (otherwise that is an error).
+    create_bucket: bool = False
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    read_timeout_s: float = Field(default=60.0, gt=0, le=600)
+    max_attempts: int = Field(default=3, ge=1, le=10)
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_name(cls, value: str) -> str:
+        if value and not _BUCKET_NAME.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a valid bucket name: 3-63 characters of lowercase letters, "
+                "digits, dots and hyphens, starting and ending with a letter or digit"
+            )
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = value.strip("/")
+        return f"{value}/" if value else ""
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"endpoint_url must start with http:// or https://, not {value!r}")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _credentials_in_pairs(self) -> S3Settings:
+        if bool(self.access_key_id) != bool(self.secret_access_key.get_secret_value()):
+            raise ValueError(
+                "set both RELAYDESK_STORAGE__S3__ACCESS_KEY_ID and "
+                "RELAYDESK_STORAGE__S3__SECRET_ACCESS_KEY, or neither (boto3's credential chain)"
+            )
+        return self
+
+
+class StorageSettings(BaseModel):
+    """Attachment storage (core/storage/): a local directory by default, or an S3 bucket."""
+
+    backend: Literal["local", "s3"] = "local"
+    s3: S3Settings = S3Settings()
     # Empty: `<data_dir>/attachments`.
     attachments_dir: Path | None = None
     # WhatsApp documents go up to 100 MB; most support files are far smaller.
@@ -132,6 +192,14 @@ class StorageSettings(BaseModel):
             "application/zip",
         ]
     )
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> StorageSettings:
+        if self.backend == "s3" and not self.s3.bucket:
+            raise ValueError(
+                "RELAYDESK_STORAGE__BACKEND=s3 needs a bucket: set RELAYDESK_STORAGE__S3__BUCKET"
+            )
+        return self
 
 
 class ChannelSettings(BaseModel):

@@ -36,12 +36,15 @@ async def _db(runtime: Any) -> None:
 
 @router.get("/readyz")
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
-    """Every configured dependency answers: database, and Redis and Kafka when set."""
+    """Every configured dependency answers: database, and Redis, Kafka and the S3 bucket
+    when set."""
     probes = [_check("database", _db(runtime))]
     if runtime.settings.redis.url:
         probes.append(_check("redis", runtime.counter.ping()))
     if runtime.settings.kafka.bootstrap_servers:
         probes.append(_check("kafka", runtime.bus.ping()))
+    if runtime.settings.storage.backend == "s3":
+        probes.append(_check("storage", runtime.attachments.ping()))
     checks = dict(await asyncio.gather(*probes))
     ready = all(c["status"] == "up" for c in checks.values())
     return JSONResponse(

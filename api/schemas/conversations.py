@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, Field, StringConstraints, model_validator
+from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
 
+from api.schemas.attachments import with_download_urls
 from api.schemas.common import Email, Input, Output, Tags
 from api.schemas.customers import Attributes, IdentityIn
 from core.domain.enums import (
@@ -126,6 +127,12 @@ class MessagePublic(Output):
     analysis: MessageAnalysisPublic | None = Field(
         default=None, description="Set on conversation reads once the message is analyzed."
     )
+
+    @field_validator("attachments")
+    @classmethod
+    def _download_urls(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # Stored ones get `download_url` (GET /v1/attachments/{key}); nothing is stored.
+        return with_download_urls(value)
 
 
 class InboundResult(Output):

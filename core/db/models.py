@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.db.base import Base
 from core.domain.analyses import ConversationInsight, MessageAnalysis
+from core.domain.attachments import Attachment
 from core.domain.channels import Channel, MailboxCursor
 from core.domain.conversations import Conversation, Message, Note
 from core.domain.customers import Customer, CustomerIdentity
@@ -19,6 +20,7 @@ from core.events.store import EventRecord, OutboxRecord
 __all__ = [
     "AnalysisFeedback",
     "ApiKey",
+    "Attachment",
     "Base",
     "Channel",
     "Conversation",
