@@ -40,6 +40,9 @@ class AttachmentStore(Protocol):
     async def get(self, key: str) -> bytes:
         """The bytes stored under `key`; KeyError when there are none."""
 
+    async def exists(self, key: str) -> bool:
+        """Whether a blob is stored under `key` (False for anything not a key)."""
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -108,6 +111,13 @@ class LocalAttachmentStore:
         except FileNotFoundError:
             raise KeyError(key) from None
 
+    async def exists(self, key: str) -> bool:
+        try:
+            path = self._path(_checked_key(key))
+        except KeyError:
+            return False
+        return await asyncio.to_thread(path.is_file)
+
 
 class MemoryAttachmentStore:
     """The in-memory twin, for tests and throwaway runs."""
@@ -124,6 +134,9 @@ class MemoryAttachmentStore:
 
     async def get(self, key: str) -> bytes:
         return self.blobs[key]
+
+    async def exists(self, key: str) -> bool:
+        return key in self.blobs
 
 
 def build_attachment_store(settings: Settings) -> AttachmentStore:

@@ -17,7 +17,7 @@ from core.cli.channels import poll_email
 from core.db.base import Base
 from core.domain.channels import MailboxCursor
 from tests import email_fixtures as mail
-from tests.channel_helpers import messages_of, reply, stored_count
+from tests.channel_helpers import messages_of, reply, reply_delivered, stored_count
 from tests.factories import TenantCtx, expect, get_json
 from tests.mail_server import MailServer, mail_server
 
@@ -172,12 +172,13 @@ async def test_agent_reply_goes_out_threaded_and_the_answer_comes_back(
 
     refused = await reply(tenant, conversation["id"], {"template": {"name": "x", "language": "en"}})
     assert refused.status_code == 409
-    sent = expect(await reply(tenant, conversation["id"], {"text": "The courier has it."}), 201)
+    sent = await reply_delivered(tenant, conversation["id"], {"text": "The courier has it."})
     assert sent["delivery_status"] == "sent", sent
     ours = sent["provider_message_id"]
 
     [out] = server.read_all(customer)
     assert out["Message-ID"] == f"<{ours}>"
+    assert ours.startswith(sent["id"])  # the same on every attempt: a repeat is one message
     assert out["In-Reply-To"] == f"<{first}>"
     assert out["References"] == f"<{earlier}> <{first}>"
     assert out["Subject"] == "Re: Order 1042 never arrived"
@@ -220,6 +221,7 @@ async def test_unreachable_smtp_fails_the_reply_with_the_reason(
     )
     expect(pushed, 200)
     [conversation] = await conversations_of(tenant, channel["id"])
-    failed = expect(await reply(tenant, conversation["id"], {"text": "Hello"}), 201)
-    assert failed["delivery_status"] == "failed"
+    failed = await reply_delivered(tenant, conversation["id"], {"text": "Hello"})
+    # A refused connection is transient: tried up to delivery_max_attempts (3 here).
+    assert (failed["delivery_status"], failed["delivery_attempts"]) == ("failed", 3)
     assert failed["delivery_error"]["provider"] == "email"
