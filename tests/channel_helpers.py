@@ -45,6 +45,10 @@ def start_graph() -> Iterator[FakeGraph]:
 def cleared(graph: FakeGraph) -> FakeGraph:
     graph.calls.clear()
     graph.script.clear()
+    graph.templates.clear()
+    graph.uploads.clear()
+    graph.template_cursors = True
+    graph.delay_s = 0.0
     return graph
 
 

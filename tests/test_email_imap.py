@@ -225,3 +225,37 @@ async def test_unreachable_smtp_fails_the_reply_with_the_reason(
     # A refused connection is transient: tried up to delivery_max_attempts (3 here).
     assert (failed["delivery_status"], failed["delivery_attempts"]) == ("failed", 3)
     assert failed["delivery_error"]["provider"] == "email"
+
+
+async def test_reply_with_a_stored_attachment_arrives_attached(
+    tenant: TenantCtx, server: MailServer
+) -> None:
+    runtime = tenant.backend.runtime
+    support, customer = server.mailbox(), server.mailbox("lena")
+    channel_id = await imap_channel(tenant, server, support)
+    first = mid()
+    server.deliver(mail.first_message(customer, first, "Invoice please"), support)
+    assert (await poll_channel(runtime, uuid.UUID(channel_id))).stored == 1
+    [conversation] = await conversations_of(tenant, channel_id)
+    invoice = b"%PDF-1.4\n" + bytes(range(256)) * 8
+    blob = await runtime.attachments.put(invoice, "application/pdf")
+    body = {
+        "text": "Your invoice is attached.",
+        "attachments": [
+            {"key": blob.key, "content_type": "application/pdf", "filename": "invoice-1042.pdf"},
+            {"type": "document", "url": "https://files.example/terms.pdf", "filename": "terms"},
+        ],
+    }
+    sent = await reply_delivered(tenant, conversation["id"], body)
+    assert sent["delivery_status"] == "sent", sent
+    [out] = server.read_all(customer)
+    assert out["In-Reply-To"] == f"<{first}>"
+    assert out["References"] == f"<{first}>"
+    text = out.get_body(preferencelist=("plain",))
+    assert text is not None
+    assert "Your invoice is attached." in text.get_content()
+    assert "terms: https://files.example/terms.pdf" in text.get_content()
+    [attached] = list(out.iter_attachments())
+    assert attached.get_filename() == "invoice-1042.pdf"
+    assert attached.get_content_type() == "application/pdf"
+    assert attached.get_content() == invoice

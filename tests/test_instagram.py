@@ -269,6 +269,13 @@ async def test_reply_is_sent_and_read_receipts_mark_it_read(
     expect_error(
         await reply(tenant, conversation_id, {"template": {"name": "t"}}), 409, "unsupported_reply"
     )
+    # The Send API takes media by URL only: a stored blob cannot be uploaded to it.
+    blob = await tenant.backend.runtime.attachments.put(b"\x89PNG ig", "image/png")
+    stored = {"attachments": [{"key": blob.key, "content_type": "image/png"}]}
+    error = expect_error(
+        await reply(tenant, conversation_id, stored), 409, "unsupported_attachment"
+    )
+    assert "url" in error["message"]
 
 
 async def test_messaging_window_and_human_agent_tag(
