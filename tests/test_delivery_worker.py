@@ -11,9 +11,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, update
 
 from api.services.delivery_worker import backoff_s
+from core.db.base import Base
 from core.db.types import utcnow
 from core.domain.channels import Channel
 from core.domain.conversations import Message
@@ -178,3 +181,14 @@ async def _make_due(t: TenantCtx, message: dict[str, Any]) -> None:
             .values(delivery_due_at=utcnow())
         )
         await session.commit()
+
+
+def _drift(connection: Connection) -> list[Any]:
+    found = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    mine = ("message_templates", "template_syncs", "delivery_attempts", "delivery_due_at")
+    return [d for d in found if any(name in str(d) for name in mine)]
+
+
+async def test_migration_0008_matches_the_model(tenant: TenantCtx) -> None:
+    async with tenant.backend.runtime.engine.connect() as connection:
+        assert await connection.run_sync(_drift) == []
