@@ -28,6 +28,7 @@ from api.routes import (
     users,
     webhooks,
 )
+from api.services.channel_workers import ChannelWorkers
 from core.runtime import Runtime
 from core.settings import Settings, get_settings
 from pipelines.inprocess import Enrichment, start_in_process
@@ -60,10 +61,14 @@ def create_app(
     runtime: Runtime | None = None,
     *,
     enrichment: Enrichment = "off",
+    channel_workers: bool = False,
 ) -> FastAPI:
     """Build the API. Pass a `runtime` to share one engine and bus (tests, Serve).
     `enrichment` says which part of the message pipeline runs in this process
-    (pipelines/inprocess.py): `relaydesk up` asks for it, tests and tools do not."""
+    (pipelines/inprocess.py), `channel_workers` whether the channels' background work
+    (reply delivery, IMAP polling, template sync: api/services/channel_workers.py) does:
+    `relaydesk up --no-serve` asks for both, tests and tools for neither, and the Serve
+    ingress leaves the workers to their own deployment."""
     owns_runtime = runtime is None
     settings = settings or (runtime.settings if runtime else get_settings())
     runtime = runtime or Runtime.build(settings)
@@ -76,10 +81,18 @@ def create_app(
         await runtime.bus.start()
         runtime.relay.start()
         monitor.local = await start_in_process(runtime, enrichment)
+        workers = ChannelWorkers(runtime) if channel_workers else None
+        if workers is not None:
+            workers.start()
+            runtime.on_reply_queued = workers.reply_queued
+        app.state.channel_workers = workers
         logger.info("RelayDesk API ready (%s mode)", settings.mode)
         try:
             yield
         finally:
+            if workers is not None:
+                runtime.on_reply_queued = None
+                await workers.stop()
             if monitor.local is not None:
                 await monitor.local.stop()
             if owns_runtime:
@@ -93,6 +106,7 @@ def create_app(
     )
     app.state.runtime = runtime
     app.state.pipeline = monitor
+    app.state.channel_workers = None
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from api import principal_cache
 from api.errors import Forbidden, RateLimited, Unauthorized
+from api.services.delivery import QUEUED_FLAG
 from core.db import raw_read
 from core.db.types import utcnow
 from core.domain.enums import Role
@@ -90,7 +91,10 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
         if session.info.pop("outbox_written", False):
             runtime.relay.notify()
+        reply_queued = session.info.pop(QUEUED_FLAG, False)
         corrected = session.info.pop(FEEDBACK_TASKS, None)
+    if reply_queued:
+        runtime.reply_queued()
     # After the session is closed: on SQLite it may still hold the write lock.
     if corrected and runtime.settings.training.retrain_after_corrections:
         from training.retrain import after_feedback

@@ -75,6 +75,13 @@ class RateLimited(ApiError):
     code = "rate_limited"
 
 
+class BadGateway(ApiError):
+    """A provider (Meta, a mail server) failed a call the request depends on."""
+
+    status_code = 502
+    code = "provider_error"
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 

@@ -1,11 +1,13 @@
 """The outbound port: how an agent's reply leaves on its conversation's channel.
 
 Each channel type with a provider registers a `ChannelSender`; a type without one (the
-generic API channel) keeps replies `queued` for its integration to pick up."""
+generic API channel) keeps replies `queued` for its integration to pick up. A sender makes
+one attempt per `send()`: the delivery worker (api/services/delivery_worker.py) retries
+the transient failures it reports."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -26,14 +28,29 @@ class OutboundReply:
     # The conversation's thread, for providers that carry one (email: the subject, the
     # customer's last Message-ID and its References).
     thread: dict[str, Any] | None = None
+    # The bytes of the attachments that reference stored blobs (`{"key": <sha256>, ...}`),
+    # by key: read from attachment storage by the worker before the send.
+    blobs: Mapping[str, bytes] = field(default_factory=dict)
+    # Our id of the reply, the same on every attempt: where a provider takes an
+    # idempotency key (email's Message-ID), a repeated send is recognizable as one.
+    reference: str | None = None
+
+
+def is_blob(attachment: Mapping[str, Any]) -> bool:
+    """An attachment that references a stored blob rather than a URL."""
+    return bool(attachment.get("key")) and not attachment.get("url")
 
 
 @dataclass(frozen=True)
 class SendOutcome:
-    """What the provider said: its message id, or the permanent error (status, code, message)."""
+    """What the provider said: its message id, or the error (status, code, message);
+    `retryable` errors (429, 5xx, transport) are tried again later, after at least
+    `retry_after_s` when the provider said so."""
 
     provider_message_id: str | None = None
     error: dict[str, Any] | None = None
+    retryable: bool = False
+    retry_after_s: float | None = None
 
 
 class ChannelSender(Protocol):
@@ -49,7 +66,7 @@ class ChannelSender(Protocol):
     async def send(
         self, config: dict[str, Any], recipient: str, reply: OutboundReply
     ) -> SendOutcome:
-        """Deliver the reply, retrying transient failures within the sender's bounds."""
+        """One attempt at delivering the reply; never raises for a provider's answer."""
 
 
 SenderFactory = Callable[[ChannelSettings], ChannelSender]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -27,6 +28,10 @@ class Runtime:
     attachments: AttachmentStore
     # Built on first use (see `models`), or given: the Serve ingress passes its own.
     model_service: ModelService | None = field(default=None, repr=False)
+    # Wakes the delivery worker once a request stored a reply for it: the in-process
+    # worker's `notify` (`relaydesk up --no-serve`), a call to the ChannelWorkers
+    # deployment (Serve); unset, the worker finds the reply at its next poll.
+    on_reply_queued: Callable[[], None] | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, *, models: ModelService | None = None) -> Runtime:
@@ -72,6 +77,11 @@ class Runtime:
     @models.setter
     def models(self, service: ModelService) -> None:
         self.model_service = service
+
+    def reply_queued(self) -> None:
+        """A reply was committed for the delivery worker: wake it, if one is wired."""
+        if self.on_reply_queued is not None:
+            self.on_reply_queued()
 
     async def close(self) -> None:
         if self.model_service is not None:

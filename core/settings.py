@@ -203,12 +203,54 @@ class StorageSettings(BaseModel):
 
 
 class ChannelSettings(BaseModel):
-    """Outbound delivery to providers (connectors/)."""
+    """The channels' work with providers (connectors/): calls made inside a request, the
+    delivery worker that sends replies, the IMAP poller and the WhatsApp template sync
+    (connectors/README.md, *Delivery*)."""
 
-    # Tries of one send on 429/5xx/transport errors, with exponential backoff between.
+    # Tries of one Graph API call made inside a request or a sync (inbound media, templates)
+    # on 429/5xx/transport errors, with exponential backoff between. Replies are retried
+    # by the delivery worker instead, one provider call per attempt.
     send_max_attempts: int = Field(default=3, ge=1, le=10)
     send_backoff_ms: int = Field(default=250, ge=0, le=60_000)
     http_timeout_s: float = Field(default=15.0, gt=0, le=300)
+
+    # The delivery worker (api/services/delivery_worker.py), run by `relaydesk up`.
+    delivery_worker: bool = True
+    # How often it looks for due replies without a nudge (a reply stored in the same
+    # process wakes it at once).
+    delivery_poll_interval_s: float = Field(default=2.0, gt=0, le=3600)
+    # Replies a worker claims and sends at once (never two of one conversation).
+    delivery_concurrency: int = Field(default=8, ge=1, le=256)
+    # Attempts per reply, and how long after it was written it may still be sent; then
+    # `failed` with the provider's last error.
+    delivery_max_attempts: int = Field(default=8, ge=1, le=100)
+    delivery_max_age_s: float = Field(default=24 * 3600, gt=0)
+    # Delay before the second attempt, doubled for each later one (with jitter), at most
+    # `delivery_backoff_max_s`; a provider's Retry-After is waited at least.
+    delivery_backoff_s: float = Field(default=2.0, ge=0, le=3600)
+    delivery_backoff_max_s: float = Field(default=300.0, ge=0, le=24 * 3600)
+    # A claimed reply whose worker neither recorded nor rescheduled it within this long (a
+    # crash) is claimed again: longer than the slowest attempt (an upload and a send, each
+    # bounded by http_timeout_s).
+    delivery_lease_s: float = Field(default=120.0, gt=0, le=24 * 3600)
+
+    # Re-sync every WhatsApp channel's message templates this often; 0: only on demand.
+    template_sync_interval_s: float = Field(default=6 * 3600, ge=0)
+
+    # The IMAP poller of email channels, run by `relaydesk up`.
+    email_poller: bool = True
+    email_poll_interval_s: float = Field(default=30.0, gt=0, le=24 * 3600)
+    email_poll_limit: int = Field(default=100, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> ChannelSettings:
+        if self.delivery_lease_s <= 2 * self.http_timeout_s:
+            raise ValueError(
+                "channels.delivery_lease_s must be longer than twice channels.http_timeout_s "
+                "(an upload and a send): a send still running when its lease ends is "
+                "claimed and sent again"
+            )
+        return self
 
 
 class Settings(BaseSettings):

@@ -2,7 +2,8 @@
 
     Api (FastAPI ingress) ──► Enricher ──► Encoder (@serve.batch)
                          ├──► Retriever ─┘
-                         └──► ChurnScorer
+                         ├──► ChurnScorer
+                         └──► ChannelWorkers (one replica: delivery, IMAP, templates)
 
 `build_app` is an application builder: `serve/config.yaml` names it as the import path,
 and `relaydesk up` calls it with the same arguments.
@@ -14,6 +15,7 @@ from typing import Any
 
 from ray.serve import Application, Deployment
 
+from serve.deployments.channel_workers import ChannelWorkersDeployment
 from serve.deployments.churn import ChurnScorerDeployment
 from serve.deployments.encoder import EncoderDeployment
 from serve.deployments.enricher import EnricherDeployment
@@ -54,8 +56,14 @@ def build_app(args: AppArgs | dict[str, Any] | None = None) -> Application:
     churn = (
         _deployment(ChurnScorerDeployment).options(ray_actor_options=_cpus(args.churn_cpus)).bind()
     )
+    # Exactly one replica, whatever else scales: it runs the pollers (see its module).
+    workers = (
+        _deployment(ChannelWorkersDeployment)
+        .options(num_replicas=1, ray_actor_options=_cpus(args.workers_cpus))
+        .bind(args)
+    )
     return (
         _deployment(ApiIngress)
         .options(num_replicas=args.api_replicas, ray_actor_options=_cpus(args.api_cpus))
-        .bind(enricher, retriever, churn, args)
+        .bind(enricher, retriever, churn, workers, args)
     )

@@ -28,13 +28,16 @@ class AppArgs(BaseModel):
     )
     encoder_replicas: int = Field(default=1, ge=1, le=64)
     # CPU reserved per replica. Ray starts nothing it cannot fit, silently: on 2 cores the
-    # sum (1.0 + 0.3 + 0.2 + 0.1 + 0.1) leaves room for the pipeline's consumer actors.
+    # sum (1.0 + 0.3 + 0.2 + 0.1 + 0.1 + 0.05) leaves room for the pipeline's consumer
+    # actors.
     encoder_cpus: float = Field(default=1.0, gt=0)
     enricher_cpus: float = Field(default=0.3, gt=0)
     retriever_cpus: float = Field(default=0.2, gt=0)
     churn_cpus: float = Field(default=0.1, gt=0)
     api_cpus: float = Field(default=0.1, gt=0)
     api_replicas: int = Field(default=1, ge=1, le=64)
+    # The ChannelWorkers replica waits on providers and mailboxes, and computes little.
+    workers_cpus: float = Field(default=0.05, gt=0)
 
     def settings(self) -> Settings:
         """The replica's settings: its environment, then these arguments on top."""

@@ -1,5 +1,5 @@
 """Helpers the channel tests share: a conversation's messages, a channel's stored count,
-an agent's reply, and the local Graph API's fixtures."""
+an agent's reply and the delivery worker sending it, and the local Graph API's fixtures."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from typing import Any
 
 from sqlalchemy import update
 
+from api.services.delivery_worker import DeliveryWorker
 from core.db.types import utcnow
 from core.domain.conversations import Conversation, Message
+from core.settings import ChannelSettings
 from tests.factories import TenantCtx, count_rows, expect, get_json
 from tests.fake_graph import FakeGraph, signed
 
@@ -43,6 +45,10 @@ def start_graph() -> Iterator[FakeGraph]:
 def cleared(graph: FakeGraph) -> FakeGraph:
     graph.calls.clear()
     graph.script.clear()
+    graph.templates.clear()
+    graph.uploads.clear()
+    graph.template_cursors = True
+    graph.delay_s = 0.0
     return graph
 
 
@@ -74,3 +80,55 @@ async def last_inbound_ago(t: TenantCtx, conversation_id: str, age: timedelta) -
             .values(last_inbound_at=utcnow() - age)
         )
         await session.commit()
+
+
+def fast_delivery(**changes: Any) -> ChannelSettings:
+    """Delivery settings with retries in milliseconds, for tests."""
+    values: dict[str, Any] = {
+        "delivery_backoff_s": 0.02,
+        "delivery_backoff_max_s": 0.1,
+        "delivery_max_attempts": 3,
+        "http_timeout_s": 5.0,
+        "delivery_lease_s": 30.0,
+        **changes,
+    }
+    return ChannelSettings(**values)
+
+
+def worker_for(
+    t: TenantCtx, *channel_ids: str, settings: ChannelSettings | None = None
+) -> DeliveryWorker:
+    """A delivery worker limited to the test's channels (the backend is shared)."""
+    return DeliveryWorker(
+        t.backend.runtime,
+        settings or fast_delivery(),
+        channel_ids=[uuid.UUID(c) for c in channel_ids],
+    )
+
+
+async def run_worker(
+    t: TenantCtx, *channel_ids: str, settings: ChannelSettings | None = None, wait_s: float = 10
+) -> int:
+    """Run the delivery worker until nothing of these channels is due (retries included,
+    up to `wait_s`); the number of attempts made."""
+    return await worker_for(t, *channel_ids, settings=settings).drain(wait_s=wait_s)
+
+
+async def delivered(
+    t: TenantCtx, message: dict[str, Any], settings: ChannelSettings | None = None
+) -> dict[str, Any]:
+    """A reply just stored (`queued`), as the API shows it once the worker is done."""
+    assert message["delivery_status"] == "queued", message
+    await run_worker(t, message["channel_id"], settings=settings)
+    found = [
+        m for m in await messages_of(t, message["conversation_id"]) if m["id"] == message["id"]
+    ]
+    return found[0]
+
+
+async def reply_delivered(
+    t: TenantCtx, conversation_id: str, body: dict[str, Any], **settings: Any
+) -> dict[str, Any]:
+    """POST a reply (201, `queued`) and run the worker until it is sent or failed."""
+    stored = expect(await reply(t, conversation_id, body), 201)
+    return await delivered(t, stored, fast_delivery(**settings) if settings else None)

@@ -28,6 +28,8 @@ COMMANDS = [
     ["demo", "seed"],
     ["channels"],
     ["channels", "poll-email"],
+    ["channels", "deliver"],
+    ["channels", "sync-templates"],
 ]
 
 

@@ -32,6 +32,12 @@ async def test_reply_is_queued_outbound_and_counted(tenant: TenantCtx) -> None:
         "queued",
     )
     assert reply["sender_id"] == tenant.agent.id
+    # The API channel has no provider: the reply waits for its integration, not the worker.
+    assert (reply["delivery_attempts"], reply["next_attempt_at"], reply["warnings"]) == (
+        0,
+        None,
+        [],
+    )
     detail = await get_json(tenant, _url(conv))
     assert detail["message_count"] == 2
     assert [m["text"] for m in detail["messages"]] == ["Hi", "Hello!"]  # oldest first

@@ -17,7 +17,7 @@ from core.cli.channels import poll_email
 from core.db.base import Base
 from core.domain.channels import MailboxCursor
 from tests import email_fixtures as mail
-from tests.channel_helpers import messages_of, reply, stored_count
+from tests.channel_helpers import messages_of, reply, reply_delivered, stored_count
 from tests.factories import TenantCtx, expect, get_json
 from tests.mail_server import MailServer, mail_server
 
@@ -172,12 +172,13 @@ async def test_agent_reply_goes_out_threaded_and_the_answer_comes_back(
 
     refused = await reply(tenant, conversation["id"], {"template": {"name": "x", "language": "en"}})
     assert refused.status_code == 409
-    sent = expect(await reply(tenant, conversation["id"], {"text": "The courier has it."}), 201)
+    sent = await reply_delivered(tenant, conversation["id"], {"text": "The courier has it."})
     assert sent["delivery_status"] == "sent", sent
     ours = sent["provider_message_id"]
 
     [out] = server.read_all(customer)
     assert out["Message-ID"] == f"<{ours}>"
+    assert ours.startswith(sent["id"])  # the same on every attempt: a repeat is one message
     assert out["In-Reply-To"] == f"<{first}>"
     assert out["References"] == f"<{earlier}> <{first}>"
     assert out["Subject"] == "Re: Order 1042 never arrived"
@@ -220,6 +221,41 @@ async def test_unreachable_smtp_fails_the_reply_with_the_reason(
     )
     expect(pushed, 200)
     [conversation] = await conversations_of(tenant, channel["id"])
-    failed = expect(await reply(tenant, conversation["id"], {"text": "Hello"}), 201)
-    assert failed["delivery_status"] == "failed"
+    failed = await reply_delivered(tenant, conversation["id"], {"text": "Hello"})
+    # A refused connection is transient: tried up to delivery_max_attempts (3 here).
+    assert (failed["delivery_status"], failed["delivery_attempts"]) == ("failed", 3)
     assert failed["delivery_error"]["provider"] == "email"
+
+
+async def test_reply_with_a_stored_attachment_arrives_attached(
+    tenant: TenantCtx, server: MailServer
+) -> None:
+    runtime = tenant.backend.runtime
+    support, customer = server.mailbox(), server.mailbox("lena")
+    channel_id = await imap_channel(tenant, server, support)
+    first = mid()
+    server.deliver(mail.first_message(customer, first, "Invoice please"), support)
+    assert (await poll_channel(runtime, uuid.UUID(channel_id))).stored == 1
+    [conversation] = await conversations_of(tenant, channel_id)
+    invoice = b"%PDF-1.4\n" + bytes(range(256)) * 8
+    blob = await runtime.attachments.put(invoice, "application/pdf")
+    body = {
+        "text": "Your invoice is attached.",
+        "attachments": [
+            {"key": blob.key, "content_type": "application/pdf", "filename": "invoice-1042.pdf"},
+            {"type": "document", "url": "https://files.example/terms.pdf", "filename": "terms"},
+        ],
+    }
+    sent = await reply_delivered(tenant, conversation["id"], body)
+    assert sent["delivery_status"] == "sent", sent
+    [out] = server.read_all(customer)
+    assert out["In-Reply-To"] == f"<{first}>"
+    assert out["References"] == f"<{first}>"
+    text = out.get_body(preferencelist=("plain",))
+    assert text is not None
+    assert "Your invoice is attached." in text.get_content()
+    assert "terms: https://files.example/terms.pdf" in text.get_content()
+    [attached] = list(out.iter_attachments())
+    assert attached.get_filename() == "invoice-1042.pdf"
+    assert attached.get_content_type() == "application/pdf"
+    assert attached.get_content() == invoice

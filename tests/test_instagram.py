@@ -15,6 +15,7 @@ from tests.channel_helpers import (
     messages_of,
     post_signed,
     reply,
+    reply_delivered,
     stored_count,
 )
 from tests.factories import TenantCtx, expect, expect_error, get_json
@@ -229,11 +230,11 @@ async def test_reply_is_sent_and_read_receipts_mark_it_read(
     channel_id = await ig_channel(tenant, graph)
     igsid = "17840000000000101"
     conversation_id = await inbound_thread(tenant, channel_id, igsid)
-    first = expect(await reply(tenant, conversation_id, {"text": "On it!"}), 201)
+    first = await reply_delivered(tenant, conversation_id, {"text": "On it!"})
     assert first["delivery_status"] == "sent"
     assert graph.calls[-1].path == f"/v21.0/{IG_ACCOUNT}/messages"
     media = {"attachments": [{"type": "image", "url": "https://files.example/label.png"}]}
-    second = expect(await reply(tenant, conversation_id, media), 201)
+    second = await reply_delivered(tenant, conversation_id, media)
     assert graph.sends() == [
         {"recipient": {"id": igsid}, "message": {"text": "On it!"}},
         {
@@ -268,6 +269,13 @@ async def test_reply_is_sent_and_read_receipts_mark_it_read(
     expect_error(
         await reply(tenant, conversation_id, {"template": {"name": "t"}}), 409, "unsupported_reply"
     )
+    # The Send API takes media by URL only: a stored blob cannot be uploaded to it.
+    blob = await tenant.backend.runtime.attachments.put(b"\x89PNG ig", "image/png")
+    stored = {"attachments": [{"key": blob.key, "content_type": "image/png"}]}
+    error = expect_error(
+        await reply(tenant, conversation_id, stored), 409, "unsupported_attachment"
+    )
+    assert "url" in error["message"]
 
 
 async def test_messaging_window_and_human_agent_tag(
@@ -288,7 +296,7 @@ async def test_messaging_window_and_human_agent_tag(
     assert graph.sends() == []
 
     tagged = {"text": "A person here: your refund is done", "human_agent": True}
-    sent = expect(await reply(tenant, conversation_id, tagged), 201)
+    sent = await reply_delivered(tenant, conversation_id, tagged)
     assert sent["delivery_status"] == "sent"
     assert graph.sends()[0]["messaging_type"] == "MESSAGE_TAG"
     assert graph.sends()[0]["tag"] == "HUMAN_AGENT"
@@ -313,14 +321,14 @@ async def test_429_and_5xx_retried_then_permanent_error_shown(
             (503, {"error": {"message": "Service temporarily unavailable", "code": 2}}),
         ]
     )
-    message = expect(await reply(tenant, conversation_id, {"text": "Retry me"}), 201)
-    assert message["delivery_status"] == "sent"
+    message = await reply_delivered(tenant, conversation_id, {"text": "Retry me"})
+    assert (message["delivery_status"], message["delivery_attempts"]) == ("sent", 3)
     assert len(graph.sends()) == 3
 
     graph.calls.clear()
     graph.script.append((400, {"error": {"message": "(#100) No matching user found", "code": 100}}))
-    failed = expect(await reply(tenant, conversation_id, {"text": "Hello?"}), 201)
+    failed = await reply_delivered(tenant, conversation_id, {"text": "Hello?"})
     assert len(graph.sends()) == 1  # a 4xx is not retried
-    assert failed["delivery_status"] == "failed"
+    assert (failed["delivery_status"], failed["delivery_attempts"]) == ("failed", 1)
     assert failed["delivery_error"]["code"] == 100
     assert failed["delivery_error"]["provider"] == "instagram"

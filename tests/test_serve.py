@@ -99,6 +99,42 @@ def test_analyze_over_http(app: App) -> None:
     assert any(e["type"] == "order_id" for e in body["entities"])
 
 
+def test_a_reply_leaves_through_the_channel_workers_replica(app: App) -> None:
+    """The Api replica stores the reply and wakes the one ChannelWorkers replica, which
+    sends it to the (local) Graph API."""
+    from tests.channel_helpers import start_graph
+    from tests.fake_graph import signed, wa_message, webhook_body
+    from tests.test_whatsapp import SECRET, wa_config
+
+    status = app.handle("ChannelWorkers").status.remote().result(timeout_s=30)
+    assert set(status) == {"delivery-worker", "email-poller", "template-sync"}
+    assert all(loop["running"] for loop in status.values())
+    for graph in start_graph():
+        body = {"type": "whatsapp", "name": "WA", "config": wa_config(graph)}
+        channel = app.http.post("/v1/channels", json=body)
+        assert channel.status_code == 201, channel.text
+        raw, headers = signed(
+            webhook_body([wa_message("text", {"body": "Hi"}, "15559000001")]), SECRET
+        )
+        pushed = app.http.post(
+            f"/webhooks/whatsapp/{channel.json()['id']}", content=raw, headers=headers
+        )
+        assert pushed.status_code == 200, pushed.text
+        listed = app.http.get("/v1/conversations", params={"channel_id": channel.json()["id"]})
+        [conversation] = listed.json()["items"]
+        url = f"/v1/conversations/{conversation['id']}"
+        stored = app.http.post(f"{url}/messages", json={"text": "Through Serve"})
+        assert stored.status_code == 201, stored.text
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            shown = app.http.get(url).json()["messages"][-1]
+            if shown["delivery_status"] != "queued":
+                break
+            time.sleep(0.2)
+        assert shown["delivery_status"] == "sent", shown
+        assert graph.sends()[-1]["text"]["body"] == "Through Serve"
+
+
 def test_one_encoder_pass_per_message_and_batching(app: App) -> None:
     encoder, enricher = app.handle("Encoder"), app.handle("Enricher")
     before = encoder.stats.remote().result()

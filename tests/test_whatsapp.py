@@ -11,11 +11,14 @@ from typing import Any
 from core.domain.conversations import Message
 from tests.channel_helpers import (
     add_channel,
+    delivered,
     last_inbound_ago,
     messages_of,
     post_signed,
     reply,
+    reply_delivered,
     stored_count,
+    worker_for,
 )
 from tests.factories import TenantCtx, expect, expect_error, get_json
 from tests.fake_graph import TOKEN, FakeGraph, signed, status, wa_message, webhook_body
@@ -276,14 +279,27 @@ async def inbound_thread(t: TenantCtx, channel_id: str, wa_id: str) -> str:
     return str(items[0]["id"])
 
 
+async def current(t: TenantCtx, message: dict[str, Any]) -> dict[str, Any]:
+    """A message as the API shows it now."""
+    found = [
+        m for m in await messages_of(t, message["conversation_id"]) if m["id"] == message["id"]
+    ]
+    return found[0]
+
+
 async def test_reply_is_sent_and_statuses_update_it(
     tenant: TenantCtx, fresh_graph: FakeGraph
 ) -> None:
     graph = fresh_graph
     channel_id = await wa_channel(tenant, graph)
     conversation_id = await inbound_thread(tenant, channel_id, "15551234567")
-    message = expect(await reply(tenant, conversation_id, {"text": "On it!"}), 201)
-    assert message["delivery_status"] == "sent"
+    stored = expect(await reply(tenant, conversation_id, {"text": "On it!"}), 201)
+    assert (stored["delivery_status"], stored["delivery_attempts"]) == ("queued", 0)
+    assert stored["next_attempt_at"] is not None
+    assert graph.sends() == []  # the request only stores it: the worker sends
+    message = await delivered(tenant, stored)
+    assert (message["delivery_status"], message["delivery_attempts"]) == ("sent", 1)
+    assert message["next_attempt_at"] is None
     assert message["provider_message_id"].startswith("wamid.")
     assert graph.sends() == [
         {
@@ -297,16 +313,12 @@ async def test_reply_is_sent_and_statuses_update_it(
     assert graph.calls[-1].path == "/v21.0/1000000001/messages"
     wamid = message["provider_message_id"]
 
-    async def current() -> dict[str, Any]:
-        found = [m for m in await messages_of(tenant, conversation_id) if m["id"] == message["id"]]
-        return found[0]
-
     for state, expected in (("delivered", "delivered"), ("read", "read"), ("delivered", "read")):
         body = webhook_body(statuses=[status(wamid, state, "15551234567")])
         assert expect(await post_webhook(tenant, channel_id, body), 200)["statuses"] == 1
-        assert (await current())["delivery_status"] == expected
+        assert (await current(tenant, message))["delivery_status"] == expected
 
-    second = expect(await reply(tenant, conversation_id, {"text": "Anything else?"}), 201)
+    second = await reply_delivered(tenant, conversation_id, {"text": "Anything else?"})
     failed = status(
         second["provider_message_id"],
         "failed",
@@ -341,7 +353,7 @@ async def test_outside_the_24_hour_window_only_templates(
     assert graph.sends() == []
 
     template = {"name": "order_update", "language": "es", "parameters": ["Ana", "1234"]}
-    sent = expect(await reply(tenant, conversation_id, {"template": template}), 201)
+    sent = await reply_delivered(tenant, conversation_id, {"template": template})
     assert sent["delivery_status"] == "sent"
     assert graph.sends()[0]["type"] == "template"
     assert graph.sends()[0]["template"] == {
@@ -365,14 +377,14 @@ async def test_interactive_and_media_replies(tenant: TenantCtx, fresh_graph: Fak
         "body": {"text": "Was this solved?"},
         "action": {"buttons": [{"type": "reply", "reply": {"id": "y", "title": "Yes"}}]},
     }
-    expect(await reply(tenant, conversation_id, {"interactive": interactive}), 201)
+    await reply_delivered(tenant, conversation_id, {"interactive": interactive})
     media = {
         "text": "Your label",
         "attachments": [
             {"type": "document", "url": "https://files.example/l.pdf", "filename": "l.pdf"}
         ],
     }
-    expect(await reply(tenant, conversation_id, media), 201)
+    await reply_delivered(tenant, conversation_id, media)
     first, second = graph.sends()
     assert first["interactive"] == interactive
     assert second["document"] == {
@@ -392,7 +404,9 @@ async def test_interactive_and_media_replies(tenant: TenantCtx, fresh_graph: Fak
     )
 
 
-async def test_429_and_5xx_are_retried_then_sent(tenant: TenantCtx, fresh_graph: FakeGraph) -> None:
+async def test_429_and_5xx_are_retried_by_the_worker_then_sent(
+    tenant: TenantCtx, fresh_graph: FakeGraph
+) -> None:
     graph = fresh_graph
     channel_id = await wa_channel(tenant, graph)
     conversation_id = await inbound_thread(tenant, channel_id, "15551234570")
@@ -402,9 +416,21 @@ async def test_429_and_5xx_are_retried_then_sent(tenant: TenantCtx, fresh_graph:
             (500, {"error": {"message": "Service unavailable", "code": 2}}),
         ]
     )
-    message = expect(await reply(tenant, conversation_id, {"text": "Retry me"}), 201)
-    assert message["delivery_status"] == "sent"
+    stored = expect(await reply(tenant, conversation_id, {"text": "Retry me"}), 201)
+    worker = worker_for(tenant, channel_id)
+    assert await worker.drain() == 1  # the first attempt; the retry is not due yet
+    shown = await current(tenant, stored)
+    assert (shown["delivery_status"], shown["delivery_attempts"]) == ("queued", 1)
+    assert shown["delivery_error"]["code"] == 130429
+    assert shown["delivery_error"]["retrying"] is True
+    assert shown["next_attempt_at"] > shown["created_at"]
+    assert await worker.drain(wait_s=10) == 2
+    message = await current(tenant, stored)
+    assert (message["delivery_status"], message["delivery_attempts"]) == ("sent", 3)
+    assert message["delivery_error"] is None
     assert len(graph.sends()) == 3
+    assert graph.sends()[0] == graph.sends()[2]  # the same body each attempt
+    assert (worker.sent, worker.retried, worker.failed) == (1, 2, 0)
 
 
 async def test_permanent_and_exhausted_errors_show_on_the_message(
@@ -416,20 +442,21 @@ async def test_permanent_and_exhausted_errors_show_on_the_message(
     graph.script.append(
         (400, {"error": {"message": "(#131026) Message undeliverable", "code": 131026}})
     )
-    message = expect(await reply(tenant, conversation_id, {"text": "Hello?"}), 201)
+    shown = await reply_delivered(tenant, conversation_id, {"text": "Hello?"})
     assert len(graph.sends()) == 1  # a 4xx is not retried
-    shown = next(m for m in await messages_of(tenant, conversation_id) if m["id"] == message["id"])
-    assert shown["delivery_status"] == "failed"
+    assert (shown["delivery_status"], shown["delivery_attempts"]) == ("failed", 1)
     assert shown["delivery_error"]["code"] == 131026
     assert shown["delivery_error"]["status"] == 400
+    assert shown["delivery_error"]["provider"] == "whatsapp"
     assert "undeliverable" in shown["delivery_error"]["message"]
 
     graph.calls.clear()
     graph.script.extend([(429, {"error": {"message": "Too many", "code": 130429}})] * 3)
-    exhausted = expect(await reply(tenant, conversation_id, {"text": "Again"}), 201)
-    assert len(graph.sends()) == 3  # bounded by send_max_attempts
-    assert exhausted["delivery_status"] == "failed"
+    exhausted = await reply_delivered(tenant, conversation_id, {"text": "Again"})
+    assert len(graph.sends()) == 3  # bounded by delivery_max_attempts (3 in the test)
+    assert (exhausted["delivery_status"], exhausted["delivery_attempts"]) == ("failed", 3)
     assert exhausted["delivery_error"]["code"] == 130429
+    assert "retrying" not in exhausted["delivery_error"]
 
 
 async def test_concurrent_bodies_of_one_customer_are_all_stored(

@@ -7,9 +7,12 @@ import uuid
 from fastapi import APIRouter, status
 from sqlalchemy import select
 
-from api.deps import Admin, SessionDep, Viewer
+from api.deps import Admin, Agent, RuntimeDep, SessionDep, Viewer
+from api.errors import BadGateway
 from api.schemas.customers import ChannelCreate, ChannelPublic, ChannelUpdate
+from api.schemas.templates import TemplateList
 from api.schemas.tickets import SlaPolicyCreate, SlaPolicyPublic, SlaPolicyUpdate
+from api.services import templates
 from api.services.common import get_owned
 from api.services.settings_objects import save_channel, save_sla_policy
 from core.domain.channels import Channel
@@ -45,6 +48,51 @@ async def update_channel(
 ) -> Channel:
     """Rename, reconfigure, enable or disable a channel."""
     return await save_channel(session, principal.tenant_id, body, channel_id)
+
+
+async def _templates(session: SessionDep, channel: Channel) -> TemplateList:
+    sync, rows = await templates.listing(session, channel)
+    return TemplateList.model_validate(
+        {
+            "channel_id": channel.id,
+            "synced_at": sync.synced_at if sync else None,
+            "attempted_at": sync.attempted_at if sync else None,
+            "error": sync.error if sync else None,
+            "items": rows,
+        }
+    )
+
+
+@router.get("/v1/channels/{channel_id}/templates", response_model=TemplateList)
+async def list_templates(
+    channel_id: uuid.UUID, session: SessionDep, principal: Agent
+) -> TemplateList:
+    """A WhatsApp channel's message templates, as last synced from its business account."""
+    channel = await get_owned(session, Channel, channel_id, principal.tenant_id, what="channel")
+    templates.whatsapp_only(channel)
+    return await _templates(session, channel)
+
+
+@router.post("/v1/channels/{channel_id}/templates/sync", response_model=TemplateList)
+async def sync_templates(
+    channel_id: uuid.UUID, session: SessionDep, principal: Admin, runtime: RuntimeDep
+) -> TemplateList:
+    """Read the channel's message templates from its WhatsApp business account now (the
+    delivery worker also does every `RELAYDESK_CHANNELS__TEMPLATE_SYNC_INTERVAL_S`)."""
+    channel = await get_owned(session, Channel, channel_id, principal.tenant_id, what="channel")
+    templates.whatsapp_only(channel)
+    # The sync writes in sessions of its own: this one's transaction (on SQLite, the
+    # database's write lock) ends first.
+    await session.rollback()
+    try:
+        await templates.sync_templates(runtime, channel_id)
+    except templates.TemplateSyncFailed as exc:
+        raise BadGateway(
+            f"the business account's templates could not be read: {exc.message}",
+            details=exc.error,
+        ) from exc
+    channel = await get_owned(session, Channel, channel_id, principal.tenant_id, what="channel")
+    return await _templates(session, channel)
 
 
 @router.get("/v1/sla-policies", response_model=list[SlaPolicyPublic])

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from pydantic import AwareDatetime
 
-from api.deps import Agent, RecorderDep, SessionDep, SettingsDep, Viewer
+from api.deps import Agent, RecorderDep, RuntimeDep, SessionDep, SettingsDep, Viewer
 from api.schemas.common import Page
 from api.schemas.conversations import (
     AssignRequest,
@@ -116,10 +116,12 @@ async def reply(
     session: SessionDep,
     recorder: RecorderDep,
     principal: Agent,
-    settings: SettingsDep,
+    runtime: RuntimeDep,
 ) -> Message:
-    """Send an agent reply: stored as outbound `queued`; on a channel with a provider
-    (WhatsApp) sent at once, then `sent` or `failed` with the provider's error."""
+    """Send an agent reply: stored as outbound `queued` and answered at once; on a channel
+    with a provider the delivery worker sends it, retrying transient failures, and it
+    becomes `sent` or `failed` with the provider's error (`delivery_attempts`,
+    `next_attempt_at` and `delivery_error` show the progress)."""
     return await conversations.reply(
         session,
         recorder,
@@ -127,7 +129,8 @@ async def reply(
         conversation_id,
         principal.user_id,
         body,
-        settings.channels,
+        runtime.settings.channels,
+        runtime.attachments,
     )
 
 

@@ -6,7 +6,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    AwareDatetime,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from api.schemas.attachments import with_download_urls
 from api.schemas.common import Email, Input, Output, Tags
@@ -121,7 +128,22 @@ class MessagePublic(Output):
     attachments: list[dict[str, Any]]
     provider_message_id: str | None
     delivery_status: DeliveryStatus
-    delivery_error: dict[str, Any] | None
+    delivery_error: dict[str, Any] | None = Field(
+        description="The provider's error (provider, status, code, message): the last one "
+        "while a `queued` reply is retried, the final one once `failed`."
+    )
+    delivery_attempts: int = Field(
+        default=0, description="Sends of this reply tried so far by the delivery worker."
+    )
+    next_attempt_at: datetime | None = Field(
+        default=None,
+        validation_alias=AliasChoices("next_attempt_at", "delivery_due_at"),
+        description="When the delivery worker tries (again) a `queued` reply; null once "
+        "it is sent or failed, and for replies no worker sends (an API channel's).",
+    )
+    warnings: list[str] = Field(
+        default_factory=list, description="Notes on the reply (a template sent unchecked)."
+    )
     sent_at: datetime
     created_at: datetime
     analysis: MessageAnalysisPublic | None = Field(
@@ -191,7 +213,12 @@ class ReplyTemplate(Input):
 class ReplyCreate(Input):
     text: MessageText = ""
     content_type: ContentType = ContentType.TEXT
-    attachments: Attachments = Field(default_factory=list)
+    attachments: Attachments = Field(
+        default_factory=list,
+        description='By link, `{"type", "url", "filename"?}`, or a stored blob, '
+        '`{"key": <sha256>, "content_type", "filename"?, "type"?}` (uploaded to '
+        "WhatsApp, attached to email; Instagram takes links only).",
+    )
     template: ReplyTemplate | None = Field(
         default=None, description="Send an approved template (allowed outside a 24 h window)."
     )

@@ -33,6 +33,7 @@ from core.domain.tickets import ticket_conversations
 from core.events.store import EventRecorder
 from core.events.types import DomainEvent
 from core.settings import ChannelSettings
+from core.storage import AttachmentStore
 
 from . import delivery, tickets
 from .common import get_owned, keyset, list_filter, list_params
@@ -144,9 +145,11 @@ async def reply(
     author_id: uuid.UUID | None,
     data: ReplyCreate,
     channels: ChannelSettings | None = None,
+    attachments: AttachmentStore | None = None,
 ) -> Message:
-    """Store an agent reply; with `channels` given, a channel with a provider also sends
-    it (delivery.py) once it is stored."""
+    """Store an agent reply; with `channels` given, on a channel with a provider it is
+    stored `queued` and due for the delivery worker (delivery.py), which sends it.
+    `attachments`: the store the reply's stored-blob attachments must exist in."""
     conversation = await get_owned(
         session, Conversation, conversation_id, tenant_id, what="conversation"
     )
@@ -155,7 +158,7 @@ async def reply(
             f"conversation was merged into {conversation.merged_into_id}; reply there",
             code="conversation_merged",
         )
-    sending = await delivery.prepare(session, conversation, data, channels)
+    sending = await delivery.prepare(session, conversation, data, channels, attachments)
     meta: dict[str, Any] = {}
     if data.template is not None:
         meta["template"] = data.template.model_dump(exclude_none=True)
@@ -177,6 +180,8 @@ async def reply(
         sent_at=now,
         created_at=now,
     )
+    if sending is not None:
+        delivery.enqueue(session, message, sending, now)
     session.add(message)
     conversation.last_message_at = now
     conversation.message_count += 1
@@ -193,8 +198,6 @@ async def reply(
     )
     await tickets.record_first_response(session, recorder, conversation.id, now)
     await session.commit()
-    if sending is not None:
-        await delivery.deliver(session, message, sending)
     return message
 
 

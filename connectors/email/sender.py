@@ -3,8 +3,14 @@ threaded the way mail clients expect: our own Message-ID (stored as the reply's 
 id, so the customer's answer to it finds the conversation), In-Reply-To the customer's
 last message, References that message's References plus its id, Subject "Re: ...".
 
-Email has no messaging window. Attachments are sent as links in the text (a stored file
-is not attached yet); templates and interactive bodies have no email form."""
+Email has no messaging window. A stored attachment (`{"key", "content_type", "filename"}`)
+is attached to the mail; one given by `url` is sent as a link in the text. Templates and
+interactive bodies have no email form.
+
+One SMTP transaction per attempt: the delivery worker retries transient failures (4xx
+answers, dropped or refused connections). The Message-ID is made from the reply's own id,
+the same on every attempt, so a mail sent twice after a lost answer is one message to
+the customer's client."""
 
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ from pydantic import ValidationError
 
 from connectors.email.config import EmailConfig, SmtpConfig
 from connectors.email.threading import reply_subject
-from connectors.sender import OutboundReply, SendOutcome
+from connectors.sender import OutboundReply, SendOutcome, is_blob
 from core.db.types import utcnow
 from core.domain.enums import IdentityKind
 from core.settings import ChannelSettings
@@ -37,7 +43,10 @@ def build_reply(config: EmailConfig, recipient: str, reply: OutboundReply) -> Em
     message["To"] = recipient
     message["Subject"] = reply_subject(thread.get("subject"))
     message["Date"] = format_datetime(utcnow())
-    message["Message-ID"] = make_msgid(domain=address.rsplit("@", 1)[1])
+    domain = address.rsplit("@", 1)[1]
+    message["Message-ID"] = (
+        f"<{reply.reference}@{domain}>" if reply.reference else make_msgid(domain=domain)
+    )
     parent = thread.get("in_reply_to")
     if parent:
         references = [*thread.get("references", []), parent][-MAX_REFERENCES:]
@@ -45,9 +54,24 @@ def build_reply(config: EmailConfig, recipient: str, reply: OutboundReply) -> Em
         message["References"] = " ".join(f"<{r}>" for r in dict.fromkeys(references))
     # Replies are written by people: tell vacation responders not to answer them.
     message["Auto-Submitted"] = "no"
-    links = [f"{a.get('filename') or a.get('type', 'file')}: {a['url']}" for a in reply.attachments]
+    links = [
+        f"{a.get('filename') or a.get('type', 'file')}: {a['url']}"
+        for a in reply.attachments
+        if not is_blob(a)
+    ]
     body = "\n\n".join(part for part in (reply.text, "\n".join(links)) if part)
     message.set_content(body or " ")
+    for attachment in filter(is_blob, reply.attachments):
+        key = str(attachment["key"])
+        maintype, _, subtype = str(attachment.get("content_type") or "").partition("/")
+        if not maintype or not subtype:
+            maintype, subtype = "application", "octet-stream"
+        message.add_attachment(
+            reply.blobs[key],
+            maintype=maintype,
+            subtype=subtype.split(";", 1)[0].strip(),
+            filename=str(attachment.get("filename") or key[:16]),
+        )
     return message
 
 
@@ -93,8 +117,11 @@ class EmailSender:
     ) -> tuple[str, str] | None:
         if reply.template is not None or reply.interactive is not None:
             return ("unsupported_reply", "email replies are text (no template or interactive)")
-        if any(not a.get("url") for a in reply.attachments):
-            return ("unsupported_attachment", "email attachments are sent as links: give a url")
+        if any(not a.get("url") and not is_blob(a) for a in reply.attachments):
+            return (
+                "unsupported_attachment",
+                "email attachments need the `key` of a stored attachment or a `url`",
+            )
         return None
 
     async def send(
@@ -109,16 +136,10 @@ class EmailSender:
                 error={"status": None, "code": "no_smtp", "message": "the channel has no SMTP"}
             )
         message = build_reply(email_config, recipient, reply)
-        attempts = self.settings.send_max_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                await asyncio.to_thread(
-                    _transmit, email_config.smtp, message, self.settings.http_timeout_s
-                )
-            except (smtplib.SMTPException, OSError) as exc:
-                if attempt == attempts or not _transient(exc):
-                    return SendOutcome(error=_error(exc))
-                await asyncio.sleep(self.settings.send_backoff_ms / 1000 * 2 ** (attempt - 1))
-                continue
-            return SendOutcome(provider_message_id=str(message["Message-ID"]).strip("<>"))
-        raise AssertionError("unreachable")
+        try:
+            await asyncio.to_thread(
+                _transmit, email_config.smtp, message, self.settings.http_timeout_s
+            )
+        except (smtplib.SMTPException, OSError) as exc:
+            return SendOutcome(error=_error(exc), retryable=_transient(exc))
+        return SendOutcome(provider_message_id=str(message["Message-ID"]).strip("<>"))

@@ -1,7 +1,14 @@
 """Agent replies out through Instagram's Send API (`POST /{ig_user_id}/messages`).
 
 Rule: a business may answer within 24 hours of the customer's last message; with the
-`HUMAN_AGENT` tag (a person answering, asked for explicitly on the reply) up to 7 days."""
+`HUMAN_AGENT` tag (a person answering, asked for explicitly on the reply) up to 7 days.
+
+Media goes by public URL only: the Send API of the Instagram API with Instagram Login
+(`/{ig_user_id}/messages`) takes `attachment.payload.url`, and Meta documents no upload
+for it (the Attachment Upload API, `/{page_id}/message_attachments`, belongs to the
+Page-linked Messenger Platform flavour, and takes images only from a URL there too). A
+reply with a stored attachment (`key`) is refused with the reason. The Send API takes no
+idempotency key: a send the worker repeats after a lost answer arrives twice."""
 
 from __future__ import annotations
 
@@ -9,9 +16,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from connectors.instagram.config import InstagramConfig
-from connectors.meta.graph import GraphError, MetaGraph, RetryPolicy, missing_id
+from connectors.meta.graph import GraphError, MetaGraph, RetryPolicy, missing_id, send_failure
 from connectors.meta.window import STANDARD_WINDOW, within
-from connectors.sender import OutboundReply, SendOutcome
+from connectors.sender import OutboundReply, SendOutcome, is_blob
 from core.domain.enums import IdentityKind
 from core.settings import ChannelSettings
 
@@ -57,6 +64,12 @@ def _shape_refusal(reply: OutboundReply) -> tuple[str, str] | None:
             "and each attachment as replies of their own",
         )
     for attachment in reply.attachments:
+        if is_blob(attachment):
+            return (
+                "unsupported_attachment",
+                "Instagram's Send API takes media by public `url` only (no upload): give the "
+                "attachment's `url` instead of a stored `key`",
+            )
         if attachment.get("type") not in SEND_TYPES or not attachment.get("url"):
             return (
                 "unsupported_attachment",
@@ -70,7 +83,7 @@ class InstagramSender:
     identity_kind = IdentityKind.INSTAGRAM
 
     def __init__(self, settings: ChannelSettings) -> None:
-        self.policy = RetryPolicy.of(settings)
+        self.policy = RetryPolicy.single(settings)
 
     def refusal(
         self, reply: OutboundReply, last_inbound_at: datetime | None
@@ -110,4 +123,4 @@ class InstagramSender:
                     raise missing_id()
                 return SendOutcome(str(answer["message_id"]))
             except GraphError as exc:
-                return SendOutcome(error=exc.as_dict())
+                return send_failure(exc)

@@ -1,17 +1,22 @@
 """The Graph API client Meta's channels share: bearer token, bounded retries, Meta's errors.
 
 429, 5xx and transport errors are retried with exponential backoff, a bounded number of
-times; any other error is permanent and raised with Meta's error code and message."""
+times (one try for replies: the delivery worker retries those, api/services/
+delivery_worker.py); any other error is permanent and raised with Meta's error code and
+message. A `Retry-After` the provider sent travels on the error."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Self
 
 import httpx
 
+from connectors.sender import SendOutcome
 from core.settings import ChannelSettings
 
 logger = logging.getLogger(__name__)
@@ -21,13 +26,20 @@ class GraphError(Exception):
     """A Graph API call that failed for good (after retries, where retrying made sense)."""
 
     def __init__(
-        self, message: str, *, status: int | None, code: int | None, retryable: bool
+        self,
+        message: str,
+        *,
+        status: int | None,
+        code: int | None,
+        retryable: bool,
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
 
     def as_dict(self) -> dict[str, Any]:
         return {"status": self.status, "code": self.code, "message": self.message}
@@ -47,6 +59,27 @@ class RetryPolicy:
             timeout_s=settings.http_timeout_s,
         )
 
+    @classmethod
+    def single(cls, settings: ChannelSettings) -> RetryPolicy:
+        """One try per call: for sends, which the delivery worker retries itself."""
+        return cls(max_attempts=1, backoff_s=0.0, timeout_s=settings.http_timeout_s)
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+
 
 def _error_of(response: httpx.Response) -> GraphError:
     retryable = response.status_code == 429 or response.status_code >= 500
@@ -58,7 +91,13 @@ def _error_of(response: httpx.Response) -> GraphError:
         message = str(error.get("message") or message)
     except (ValueError, AttributeError, TypeError):
         pass
-    return GraphError(message, status=response.status_code, code=code, retryable=retryable)
+    return GraphError(
+        message,
+        status=response.status_code,
+        code=code,
+        retryable=retryable,
+        retry_after_s=retry_after(response.headers.get("Retry-After")),
+    )
 
 
 def _permanent(message: str, status: int | None = None) -> GraphError:
@@ -150,3 +189,10 @@ def missing_id(status: int | None = None) -> GraphError:
 
 def too_large(size: int, max_bytes: int) -> GraphError:
     return _permanent(f"media of {size} bytes exceeds the {max_bytes}-byte limit")
+
+
+def send_failure(exc: GraphError) -> SendOutcome:
+    """A failed send as the delivery worker reads it."""
+    return SendOutcome(
+        error=exc.as_dict(), retryable=exc.retryable, retry_after_s=exc.retry_after_s
+    )

@@ -2,15 +2,21 @@
 
 Rule: a free-form message may only be sent within 24 hours of the customer's last
 message (the customer-service window); outside it only an approved template may open
-the conversation again."""
+the conversation again.
+
+Media goes by link (`{"type", "url"}`), or, for a blob in attachment storage
+(`{"key", "content_type", "filename"}`), uploaded first with `POST /{phone_number_id}/media`
+and sent by the media id Meta answers. The Cloud API takes no idempotency key: a send the
+worker repeats after a lost answer reaches the customer twice."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
+from connectors.meta.graph import send_failure
 from connectors.meta.window import STANDARD_WINDOW, within
-from connectors.sender import OutboundReply, SendOutcome
+from connectors.sender import OutboundReply, SendOutcome, is_blob
 from connectors.whatsapp.config import WhatsAppConfig
 from connectors.whatsapp.graph import GraphClient, GraphError, RetryPolicy
 from connectors.whatsapp.payload import MEDIA_TYPES
@@ -20,9 +26,19 @@ from core.settings import ChannelSettings
 SERVICE_WINDOW = STANDARD_WINDOW
 
 
-def message_body(recipient: str, reply: OutboundReply) -> dict[str, Any]:
+def media_kind(attachment: dict[str, Any]) -> str:
+    """The WhatsApp media type of an attachment: its `type`, else its content type's."""
+    if attachment.get("type"):
+        return str(attachment["type"])
+    family = str(attachment.get("content_type") or "").split("/", 1)[0]
+    return family if family in ("image", "audio", "video") else "document"
+
+
+def message_body(
+    recipient: str, reply: OutboundReply, media_id: str | None = None
+) -> dict[str, Any]:
     """The Cloud API request body for one reply (a template, an interactive message, one
-    media by link with the text as its caption, or text)."""
+    media by link, or by `media_id` once uploaded, with the text as its caption, or text)."""
     body: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
@@ -34,8 +50,8 @@ def message_body(recipient: str, reply: OutboundReply) -> dict[str, Any]:
         return {**body, "type": "interactive", "interactive": reply.interactive}
     if reply.attachments:
         attachment = reply.attachments[0]
-        kind = str(attachment["type"])
-        media: dict[str, Any] = {"link": attachment["url"]}
+        kind = media_kind(attachment)
+        media: dict[str, Any] = {"id": media_id} if media_id else {"link": attachment["url"]}
         if reply.text and kind != "sticker" and kind != "audio":
             media["caption"] = reply.text
         if kind == "document" and attachment.get("filename"):
@@ -68,7 +84,7 @@ class WhatsAppSender:
     identity_kind = IdentityKind.WHATSAPP
 
     def __init__(self, settings: ChannelSettings) -> None:
-        self.policy = RetryPolicy.of(settings)
+        self.policy = RetryPolicy.single(settings)
 
     def refusal(
         self, reply: OutboundReply, last_inbound_at: datetime | None
@@ -87,11 +103,18 @@ class WhatsAppSender:
                 "WhatsApp sends one media attachment per message: send them one by one",
             )
         for attachment in reply.attachments:
-            if attachment.get("type") not in MEDIA_TYPES or not attachment.get("url"):
+            if is_blob(attachment):
+                if media_kind(attachment) not in MEDIA_TYPES:
+                    return (
+                        "unsupported_attachment",
+                        "a stored attachment's `type` must be image, audio, video, document "
+                        "or sticker",
+                    )
+            elif attachment.get("type") not in MEDIA_TYPES or not attachment.get("url"):
                 return (
                     "unsupported_attachment",
                     "WhatsApp attachments need a `type` (image, audio, video, document, "
-                    "sticker) and a public `url`",
+                    "sticker) and a public `url`, or the `key` of a stored attachment",
                 )
         if not within(last_inbound_at, SERVICE_WINDOW):
             return (
@@ -106,6 +129,20 @@ class WhatsAppSender:
     ) -> SendOutcome:
         async with GraphClient(WhatsAppConfig.model_validate(config), self.policy) as graph:
             try:
-                return SendOutcome(await graph.send(message_body(recipient, reply)))
+                media_id = await _upload(graph, reply)
+                return SendOutcome(await graph.send(message_body(recipient, reply, media_id)))
             except GraphError as exc:
-                return SendOutcome(error=exc.as_dict())
+                return send_failure(exc)
+
+
+async def _upload(graph: GraphClient, reply: OutboundReply) -> str | None:
+    """The media id of the reply's stored attachment, uploaded now; None without one."""
+    if reply.template is not None or reply.interactive is not None or not reply.attachments:
+        return None
+    attachment = reply.attachments[0]
+    if not is_blob(attachment):
+        return None
+    key = str(attachment["key"])
+    content_type = str(attachment.get("content_type") or "application/octet-stream")
+    filename = str(attachment.get("filename") or key[:16])
+    return await graph.upload_media(reply.blobs[key], content_type, filename)

@@ -228,8 +228,10 @@ def _up_uvicorn(settings: Settings, host: str, port: int) -> None:
     from api.app import create_app
 
     typer.echo(f"RelayDesk API on http://{host}:{port}  (OpenAPI: http://{host}:{port}/docs)")
-    # The message pipeline runs in this process: in-process bus, or one Kafka consumer.
-    uvicorn.run(create_app(settings, enrichment="all"), host=host, port=port, log_level="info")
+    # The message pipeline runs in this process (in-process bus, or one Kafka consumer), and
+    # so do the channel workers (reply delivery, IMAP polling, template sync).
+    api = create_app(settings, enrichment="all", channel_workers=True)
+    uvicorn.run(api, host=host, port=port, log_level="info")
 
 
 def main() -> None:  # pragma: no cover - console entry point

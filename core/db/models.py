@@ -5,7 +5,7 @@ from __future__ import annotations
 from core.db.base import Base
 from core.domain.analyses import ConversationInsight, MessageAnalysis
 from core.domain.attachments import Attachment
-from core.domain.channels import Channel, MailboxCursor
+from core.domain.channels import Channel, MailboxCursor, MessageTemplate, TemplateSync
 from core.domain.conversations import Conversation, Message, Note
 from core.domain.customers import Customer, CustomerIdentity
 from core.domain.feedback import AnalysisFeedback, RetrainMark
@@ -33,11 +33,13 @@ __all__ = [
     "MailboxCursor",
     "Message",
     "MessageAnalysis",
+    "MessageTemplate",
     "Note",
     "OutboxRecord",
     "RetrainMark",
     "SlaPolicy",
     "Team",
+    "TemplateSync",
     "Tenant",
     "TenantIntent",
     "Ticket",

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, Uuid
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db.base import Base, IdMixin, TenantMixin, TimestampMixin
@@ -55,3 +55,38 @@ class MailboxCursor(Base):
     uidvalidity: Mapped[int] = mapped_column(BigInteger, nullable=False)
     last_uid: Mapped[int] = mapped_column(BigInteger, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+class MessageTemplate(IdMixin, TenantMixin, Base):
+    """A WhatsApp message template as the business account last listed it (synced by
+    api/services/templates.py): a template reply is checked against these."""
+
+    __tablename__ = "message_templates"
+    __table_args__ = (Index(None, "channel_id", "name", "language", unique=True),)
+
+    channel_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("channels.id", ondelete="CASCADE"), nullable=False
+    )
+    name: Mapped[str] = mapped_column(String(512), nullable=False)
+    language: Mapped[str] = mapped_column(String(16), nullable=False)
+    # APPROVED, PENDING, REJECTED, PAUSED, DISABLED, ... as Meta says.
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    category: Mapped[str] = mapped_column(String(32), nullable=False, default="")
+    components: Mapped[list[dict[str, Any]]] = mapped_column(JsonType, nullable=False, default=list)
+    provider_id: Mapped[str | None] = mapped_column(String(64))
+    synced_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class TemplateSync(Base):
+    """A channel's last template sync: when it last succeeded (None: never, and template
+    replies go unchecked) and the last failure's reason."""
+
+    __tablename__ = "template_syncs"
+
+    channel_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True
+    )
+    synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    template_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -72,6 +72,13 @@ class Message(IdMixin, TenantMixin, Base):
         UniqueConstraint("channel_id", "provider_message_id"),
         Index(None, "conversation_id", "id"),
         Index(None, "tenant_id", "id"),
+        # The delivery worker's queue: only the replies still to send are indexed.
+        Index(
+            None,
+            "delivery_due_at",
+            postgresql_where=text("delivery_due_at IS NOT NULL"),
+            sqlite_where=text("delivery_due_at IS NOT NULL"),
+        ),
     )
 
     conversation_id: Mapped[uuid.UUID] = mapped_column(
@@ -92,7 +99,16 @@ class Message(IdMixin, TenantMixin, Base):
     delivery_status: Mapped[str] = mapped_column(
         String(16), nullable=False, default=DeliveryStatus.RECEIVED
     )
+    # The provider's error: the last one while a send is retried (`queued`), the final
+    # one once `failed`.
     delivery_error: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    # Outbound through a provider: attempts made, and when the delivery worker may claim
+    # the reply next (NULL: nothing for the worker to do). While a worker holds it, the
+    # time its lease ends, after which another worker may claim it again.
+    delivery_attempts: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
+    delivery_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, nullable=False, default=dict)
     # When the customer (or provider) says it was sent; created_at is when we stored it.
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
@@ -100,6 +116,13 @@ class Message(IdMixin, TenantMixin, Base):
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow
     )
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the API noted on the message without refusing it (a template reply sent
+        unchecked, since the channel's templates were never synced)."""
+        found = self.meta.get("warnings") if isinstance(self.meta, dict) else None
+        return [str(w) for w in found] if isinstance(found, list) else []
 
 
 class Note(IdMixin, TenantMixin, Base):

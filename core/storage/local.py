@@ -57,6 +57,13 @@ class LocalAttachmentStore:
         except FileNotFoundError:
             raise KeyError(key) from None
 
+    async def exists(self, key: str) -> bool:
+        try:
+            path = self._path(checked_key(key))
+        except KeyError:
+            return False
+        return await asyncio.to_thread(path.is_file)
+
     async def open(self, key: str) -> BlobStream:
         path = self._path(checked_key(key))
         try:
@@ -99,6 +106,9 @@ class MemoryAttachmentStore:
 
     async def get(self, key: str) -> bytes:
         return self.blobs[key]
+
+    async def exists(self, key: str) -> bool:
+        return key in self.blobs
 
     async def open(self, key: str) -> BlobStream:
         data = self.blobs[key]

@@ -55,6 +55,9 @@ class AttachmentStore(Protocol):
     async def get(self, key: str) -> bytes:
         """The bytes stored under `key`; KeyError when there are none."""
 
+    async def exists(self, key: str) -> bool:
+        """Whether a blob is stored under `key` (False for anything not a key)."""
+
     async def open(self, key: str) -> BlobStream:
         """The blob under `key` as a stream, for downloads; KeyError when there is none."""
 

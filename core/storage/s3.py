@@ -22,6 +22,7 @@ from core.storage.port import (
     StorageUnavailable,
     StoredBlob,
     checked_key,
+    is_key,
     key_of,
 )
 
@@ -150,6 +151,21 @@ class S3AttachmentStore:
             return data
 
         return await self._call("read an attachment", read)
+
+    async def exists(self, key: str) -> bool:
+        if not is_key(key):
+            return False
+
+        def head() -> bool:
+            try:
+                self.client.head_object(Bucket=self.bucket, Key=self.object_name(key))
+            except ClientError as exc:
+                if _code(exc) in _MISSING:
+                    return False
+                raise
+            return True
+
+        return await self._call("look up an attachment", head)
 
     async def open(self, key: str) -> BlobStream:
         checked_key(key)
