@@ -78,8 +78,8 @@
   var root = host.attachShadow({ mode: "open" });
   var style = document.createElement("style");
   style.textContent = [
-    ":host{all:initial;position:fixed;bottom:20px;z-index:2147483000;font:14px/1.4 system-ui,sans-serif;color:#111}",
-    ".launcher{width:56px;height:56px;border-radius:50%;border:0;color:#fff;cursor:pointer;box-shadow:0 4px 12px rgba(0,0,0,.25);font-size:24px;position:relative}",
+    ":host{all:initial;position:fixed;bottom:20px;z-index:2147483000;display:flex;flex-direction:column;align-items:flex-end;font:14px/1.4 system-ui,sans-serif;color:#111}",
+    ".launcher{width:56px;height:56px;border-radius:50%;border:0;color:#fff;cursor:pointer;box-shadow:0 4px 12px rgba(0,0,0,.25);position:relative;display:flex;align-items:center;justify-content:center}",
     ".badge{position:absolute;top:-4px;right:-4px;background:#dc2626;color:#fff;border-radius:10px;font-size:12px;padding:1px 6px}",
     ".panel{display:none;flex-direction:column;width:340px;max-width:calc(100vw - 40px);height:460px;max-height:calc(100vh - 100px);background:#fff;border-radius:12px;box-shadow:0 8px 30px rgba(0,0,0,.25);overflow:hidden;margin-bottom:12px}",
     ".panel.open{display:flex}",
@@ -124,7 +124,17 @@
   panel.appendChild(form);
   var launcher = el("button", "launcher");
   launcher.type = "button";
-  launcher.textContent = "\uD83D\uDCAC";
+  launcher.setAttribute("aria-label", "Open chat");
+  var svg = "http://www.w3.org/2000/svg";
+  var icon = document.createElementNS(svg, "svg");
+  icon.setAttribute("viewBox", "0 0 24 24");
+  icon.setAttribute("width", "26");
+  icon.setAttribute("height", "26");
+  var bubble = document.createElementNS(svg, "path");
+  bubble.setAttribute("fill", "currentColor");
+  bubble.setAttribute("d", "M20 2H4a2 2 0 0 0-2 2v18l4-4h14a2 2 0 0 0 2-2V4a2 2 0 0 0-2-2z");
+  icon.appendChild(bubble);
+  launcher.appendChild(icon);
   var badge = el("span", "badge");
   badge.style.display = "none";
   launcher.appendChild(badge);
@@ -151,8 +161,10 @@
     header.style.background = colour;
     launcher.style.background = colour;
     sendButton.style.background = colour;
-    host.style.right = config.position === "left" ? "" : "20px";
-    host.style.left = config.position === "left" ? "20px" : "";
+    var left = config.position === "left";
+    host.style.right = left ? "" : "20px";
+    host.style.left = left ? "20px" : "";
+    host.style.alignItems = left ? "flex-start" : "flex-end";
     root.querySelector("style").textContent += "\n.msg.visitor{background:" + colour + "}";
     if (config.welcome_text && !list.querySelector(".welcome")) {
       var welcome = el("div", "msg welcome");
