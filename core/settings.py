@@ -147,9 +147,10 @@ class ChannelSettings(BaseModel):
 class WidgetSettings(BaseModel):
     """The web chat widget's endpoints (`/widget/...`, connectors/README.md)."""
 
-    # Messages one visitor may send per minute, and sessions one address may start.
+    # Messages one visitor may send per minute, and new visitors one address may start
+    # per channel (renewing a visitor's token is not counted: every page load does it).
     messages_per_minute: int = Field(default=30, ge=0, description="0 disables")
-    sessions_per_minute: int = Field(default=20, ge=0, description="0 disables")
+    sessions_per_minute: int = Field(default=60, ge=0, description="0 disables")
     max_text_chars: int = Field(default=4000, ge=1, le=65_536)
     # Messages sent with the history when a widget connects or reloads.
     history_limit: int = Field(default=100, ge=1, le=1000)

@@ -5,6 +5,7 @@ The browser drives the real widget in test_web_widget_browser.py."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -437,6 +438,7 @@ async def test_visitor_message_rate_limit(
     monkeypatch.setattr(backend.runtime.settings.widget, "messages_per_minute", 2)
     channel_id = await web_channel(tenant)
     visitor = await start_session(tenant.client, channel_id)
+    await _fresh_window()
     await post_message(tenant.client, visitor, "one")
     await post_message(tenant.client, visitor, "two")
     response = await tenant.client.post(
@@ -449,6 +451,21 @@ async def test_visitor_message_rate_limit(
     # Another visitor has their own allowance.
     other = await start_session(tenant.client, channel_id)
     await post_message(tenant.client, other, "hello")
+
+
+async def test_new_visitor_rate_limit_spares_renewals(
+    tenant: TenantCtx, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backend.runtime.settings.widget, "sessions_per_minute", 2)
+    channel_id = await web_channel(tenant)
+    await _fresh_window()
+    first = await start_session(tenant.client, channel_id)
+    await start_session(tenant.client, channel_id)
+    response = await tenant.client.post(f"/widget/{channel_id}/session", json={})
+    expect_error(response, 429, "rate_limited")
+    for _ in range(3):
+        renewed = await start_session(tenant.client, channel_id, token=first.token)
+        assert renewed.visitor_id == first.visitor_id
 
 
 async def test_script_and_demo_page(tenant: TenantCtx) -> None:
@@ -466,6 +483,13 @@ async def test_script_and_demo_page(tenant: TenantCtx) -> None:
     assert page.text.count(tag) == 1
     missing = await tenant.client.get(f"/widget/{uuid.uuid4()}/demo")
     expect_error(missing, 404, "channel_not_found")
+
+
+async def _fresh_window(room: float = 3) -> None:
+    # Limits count per wall-clock minute: start a burst where it cannot straddle two.
+    left = 60 - time.time() % 60
+    if left < room:
+        await asyncio.sleep(left + 0.1)
 
 
 # ---- the WebSocket ----
@@ -544,6 +568,10 @@ async def test_socket_frame_errors_leave_it_open(tenant: TenantCtx, live: str) -
     async with connection:
         await socket.connection.send("not json")
         assert (await socket.until("error"))["error"]["code"] == "malformed_json"
+        await socket.connection.send(b"\xff\x00binary")
+        assert (await socket.until("error"))["error"]["code"] == "malformed_json"
+        await socket.connection.send(b'{"type": "ping"}')
+        assert (await socket.until("pong"))["type"] == "pong"
         await socket.send({"type": "dance"})
         assert (await socket.until("error"))["error"]["code"] == "unknown_frame"
         client_id = str(uuid.uuid4())

@@ -77,9 +77,11 @@ async def start_session(
 ) -> dict[str, Any]:
     """A visitor token: for a new visitor, or the stored one renewed (401 when it is
     expired or not this channel's: the widget then starts over)."""
-    address = request.client.host if request.client else "unknown"
-    per_minute = runtime.settings.widget.sessions_per_minute
-    await widget.limit(runtime.counter, f"session:{channel.id}:{address}", per_minute, "sessions")
+    if body.token is None:
+        address = request.client.host if request.client else "unknown"
+        per_minute = runtime.settings.widget.sessions_per_minute
+        key = f"session:{channel.id}:{address}"
+        await widget.limit(runtime.counter, key, per_minute, "new visitors")
     return widget.start_session(channel, body)
 
 

@@ -64,7 +64,7 @@ class _Socket:
         self.channel = channel
         self.visitor = visitor
         self.cursor: datetime | None = None
-        self._sent: OrderedDict[str, str] = OrderedDict()
+        self._sent: OrderedDict[str, None] = OrderedDict()
         self._lock = asyncio.Lock()
 
     async def send(self, frame: dict[str, Any]) -> None:
@@ -76,12 +76,12 @@ class _Socket:
         await self.send({"type": "error", **body, **extra})
 
     def _unsent(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # By id only: a later change of status (the widget's own receipts) is no news to it.
         fresh = []
         for message in messages:
-            key = f"{message['id']}|{message['status']}"
-            if key in self._sent:
+            if message["id"] in self._sent:
                 continue
-            self._sent[key] = message["id"]
+            self._sent[message["id"]] = None
             fresh.append(message)
         while len(self._sent) > _SENT_MEMORY:
             self._sent.popitem(last=False)
@@ -112,7 +112,18 @@ class _Socket:
         )
 
     async def push_loop(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        """Pushed replies as they come; between them, now and then, the database."""
+        """Pushed replies as they come; between them, now and then, the database. A
+        failure closes the socket (1011), so the widget reconnects to a healthy one."""
+        try:
+            await self._push(queue)
+        except (WebSocketDisconnect, asyncio.CancelledError):
+            raise
+        except Exception:
+            logger.exception("web chat push loop failed for visitor %s", self.visitor.id)
+            with contextlib.suppress(Exception):
+                await self.ws.close(code=1011)
+
+    async def _push(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         while True:
             try:
                 pushed = await asyncio.wait_for(queue.get(), timeout=self.settings.catch_up_seconds)
@@ -135,7 +146,7 @@ class _Socket:
 
     async def read_loop(self) -> None:
         while True:
-            raw = await self.ws.receive_text()
+            raw = await _receive_text(self.ws)
             if len(raw) > MAX_FRAME_CHARS:
                 await self.error(BadRequest("frame too large", code="frame_too_large"))
                 await self.ws.close(code=1009)
@@ -199,6 +210,17 @@ class _Socket:
 M = TypeVar("M", bound=BaseModel)
 
 
+async def _receive_text(ws: WebSocket) -> str:
+    """The next frame as text; a binary frame is decoded as UTF-8 (so a client sending
+    JSON as bytes still works, and anything else gets `malformed_json`)."""
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    if message.get("text") is not None:
+        return str(message["text"])
+    return bytes(message.get("bytes") or b"").decode("utf-8", errors="replace")
+
+
 def _parse(model: type[M], frame: dict[str, Any]) -> M:
     try:
         return model.model_validate(frame)
@@ -216,7 +238,7 @@ async def _authenticate(
     ws: WebSocket, channel: WidgetChannel, wait_s: float
 ) -> tuple[Visitor, datetime | None]:
     try:
-        raw = await asyncio.wait_for(ws.receive_text(), timeout=wait_s)
+        raw = await asyncio.wait_for(_receive_text(ws), timeout=wait_s)
     except TimeoutError:
         raise Unauthorized("send {type: auth, token} first", code="auth_timeout") from None
     try:
@@ -267,7 +289,7 @@ async def serve(ws: WebSocket, runtime: Runtime, channel_id: uuid.UUID) -> None:
         return
     except RuntimeError:
         # Sending on a socket the client closed meanwhile.
-        if ws.application_state is not WebSocketState.DISCONNECTED:
+        if ws.client_state is not WebSocketState.DISCONNECTED:
             raise
 
 
