@@ -310,7 +310,7 @@ async def seed_demo(settings: Settings, name: str, admin_password: str | None = 
         f"admin sign-in: admin@{domain} / {password}",
         f"agent sign-in: lucia@{domain} (also tom@, amira@; olivia@ reads only) / {agent_password}",
         f"admin API key: {boot.api_key}",
-        f"web chat widget demo page: {web_demo} on the API's address",
+        f"web chat widget demo page: <the API's address>{web_demo}",
     ]
 
 
