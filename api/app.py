@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.cors import WidgetCors
 from api.errors import install_error_handlers
 from api.middleware import RequestGuard
 from api.routes import (
@@ -27,6 +28,7 @@ from api.routes import (
     tickets,
     users,
     webhooks,
+    widget,
 )
 from api.services.channel_workers import ChannelWorkers
 from core.runtime import Runtime
@@ -52,6 +54,7 @@ ROUTERS = (
     intents.router,
     ops.router,
     webhooks.router,
+    widget.router,
     health.router,
 )
 
@@ -111,4 +114,5 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(RequestGuard, runtime=runtime)
+    app.add_middleware(WidgetCors)
     return app

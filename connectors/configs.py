@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from connectors.email.config import EmailConfig
 from connectors.instagram.config import InstagramConfig
+from connectors.web.config import WebConfig
 from connectors.whatsapp.config import WhatsAppConfig
 from core.domain.enums import ChannelType
 
@@ -15,6 +16,7 @@ CONFIG_MODELS: dict[ChannelType, type[BaseModel]] = {
     ChannelType.WHATSAPP: WhatsAppConfig,
     ChannelType.INSTAGRAM: InstagramConfig,
     ChannelType.EMAIL: EmailConfig,
+    ChannelType.WEB: WebConfig,
 }
 
 

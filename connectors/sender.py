@@ -90,10 +90,17 @@ def _email(settings: ChannelSettings) -> ChannelSender:
     return EmailSender(settings)
 
 
+def _web(settings: ChannelSettings) -> ChannelSender:
+    from connectors.web.sender import WebSender
+
+    return WebSender(settings)
+
+
 SENDERS: dict[ChannelType, SenderFactory] = {
     ChannelType.WHATSAPP: _whatsapp,
     ChannelType.INSTAGRAM: _instagram,
     ChannelType.EMAIL: _email,
+    ChannelType.WEB: _web,
 }
 
 

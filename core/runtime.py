@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from core.db.engine import create_engine, create_sessionmaker
 from core.events.bus import EventBus, InMemoryEventBus, KafkaEventBus
 from core.events.relay import OutboxRelay
+from core.push import PushHub, build_push_hub
 from core.ratelimit import MemoryWindowCounter, RateLimiter, RedisWindowCounter, WindowCounter
 from core.settings import Settings
 from core.storage import AttachmentStore, build_attachment_store
@@ -26,6 +27,8 @@ class Runtime:
     counter: WindowCounter
     rate_limiter: RateLimiter
     attachments: AttachmentStore
+    # Live pushes to open client connections (the web widget's sockets).
+    push: PushHub
     # Built on first use (see `models`), or given: the Serve ingress passes its own.
     model_service: ModelService | None = field(default=None, repr=False)
     # Wakes the delivery worker once a request stored a reply for it: the in-process
@@ -60,6 +63,7 @@ class Runtime:
             counter=counter,
             rate_limiter=RateLimiter(counter, settings.api.rate_limit_per_minute),
             attachments=build_attachment_store(settings),
+            push=build_push_hub(settings.channels.web_push_url),
             model_service=models,
         )
 
@@ -89,4 +93,5 @@ class Runtime:
         await self.relay.stop()
         await self.bus.close()
         await self.counter.close()
+        await self.push.close()
         await self.engine.dispose()

@@ -213,6 +213,10 @@ class ChannelSettings(BaseModel):
     send_max_attempts: int = Field(default=3, ge=1, le=10)
     send_backoff_ms: int = Field(default=250, ge=0, le=60_000)
     http_timeout_s: float = Field(default=15.0, gt=0, le=300)
+    # Where web chat replies are published to the visitors' open sockets: a Redis URL
+    # (pub/sub, every API process hears it), empty for the in-process hub. Filled from
+    # RELAYDESK_REDIS_URL unless set.
+    web_push_url: str = ""
 
     # The delivery worker (api/services/delivery_worker.py), run by `relaydesk up`.
     delivery_worker: bool = True
@@ -253,6 +257,23 @@ class ChannelSettings(BaseModel):
         return self
 
 
+class WidgetSettings(BaseModel):
+    """The web chat widget's endpoints (`/widget/...`, connectors/README.md)."""
+
+    # Messages one visitor may send per minute, and new visitors one address may start
+    # per channel (renewing a visitor's token is not counted: every page load does it).
+    messages_per_minute: int = Field(default=30, ge=0, description="0 disables")
+    sessions_per_minute: int = Field(default=60, ge=0, description="0 disables")
+    max_text_chars: int = Field(default=4000, ge=1, le=65_536)
+    # Messages sent with the history when a widget connects or reloads.
+    history_limit: int = Field(default=100, ge=1, le=1000)
+    # An open socket also reads the database this often, so a push lost on the way
+    # (Redis restarted, an API replica without Redis) still arrives.
+    catch_up_seconds: float = Field(default=15.0, gt=0, le=3600)
+    # How long a new socket may take to present its visitor token.
+    auth_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+
 class Settings(BaseSettings):
     """Settings from `RELAYDESK_*` variables; nested sections use `__`, e.g.
     `RELAYDESK_DATABASE__URL`. The short names documented in the README
@@ -284,6 +305,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     storage: StorageSettings = StorageSettings()
     channels: ChannelSettings = ChannelSettings()
+    widget: WidgetSettings = WidgetSettings()
 
     @model_validator(mode="after")
     def _fold_short_names(self) -> Settings:
@@ -300,6 +322,8 @@ class Settings(BaseSettings):
             self.mlflow.tracking_uri = self.mlflow_tracking_uri
         if self.jwt_secret is not None:
             self.auth.jwt_secret = self.jwt_secret
+        if not self.channels.web_push_url:
+            self.channels.web_push_url = self.redis.url
         return self
 
     @model_validator(mode="after")

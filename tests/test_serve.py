@@ -1,16 +1,19 @@
 """The Serve application on a real local Ray: the API ingress over HTTP next to the model
 deployments, one encoder pass per message, knowledge search through the Retriever, churn,
-odd input, and `relaydesk up` stopping cleanly on Ctrl-C."""
+odd input, the web chat widget's WebSocket through Serve's proxy, and `relaydesk up`
+stopping cleanly on Ctrl-C."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -209,6 +212,36 @@ def test_odd_text_gets_a_clear_answer(app: App) -> None:
     huge = app.http.post("/v1/ai/analyze", json={"text": "my order is late. " * 2000})
     assert huge.status_code == 200, huge.text
     assert huge.json()["truncated"] is True
+
+
+def test_widget_websocket_through_the_serve_proxy(app: App) -> None:
+    """Serve's proxy carries WebSockets to the FastAPI ingress: a visitor's message comes
+    in live and the agent's reply is pushed back on the same socket."""
+    from websockets.sync.client import connect
+
+    channel = app.http.post("/v1/channels", json={"type": "web", "name": "Web chat", "config": {}})
+    assert channel.status_code == 201, channel.text
+    channel_id = channel.json()["id"]
+    session = app.http.post(f"/widget/{channel_id}/session", json={})
+    assert session.status_code == 200, session.text
+    url = app.url.replace("http://", "ws://") + f"/widget/{channel_id}/ws"
+    with connect(url, open_timeout=30) as socket:
+        socket.send(json.dumps({"type": "auth", "token": session.json()["token"]}))
+        assert json.loads(socket.recv(timeout=30))["type"] == "ready"
+        client_id = str(uuid.uuid4())
+        socket.send(json.dumps({"type": "message", "client_id": client_id, "text": "Hi Serve"}))
+        echo = json.loads(socket.recv(timeout=30))
+        assert echo["type"] == "message", echo
+        assert echo["client_id"] == client_id
+        listed = app.http.get("/v1/conversations", params={"channel_id": channel_id})
+        conversation_id = listed.json()["items"][0]["id"]
+        sent = app.http.post(
+            f"/v1/conversations/{conversation_id}/messages", json={"text": "Hello from Serve"}
+        )
+        assert sent.status_code == 201, sent.text
+        pushed = json.loads(socket.recv(timeout=5))
+        assert pushed["message"]["id"] == sent.json()["provider_message_id"]
+        assert pushed["message"]["text"] == "Hello from Serve"
 
 
 def test_relaydesk_up_serves_and_stops_on_ctrl_c(

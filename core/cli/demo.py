@@ -48,6 +48,9 @@ def _demo_config(kind: ChannelType) -> dict[str, str]:
     if kind is ChannelType.EMAIL:
         # No mailbox to poll and no SMTP server: replies stay queued.
         return {"address": "support@example.com", "display_name": "Demo Support"}
+    if kind is ChannelType.WEB:
+        # Any site may embed it; the visitor token secret is generated on save.
+        return {"title": "Demo Support", "welcome_text": "Hi! Ask us anything."}
     return {}
 
 
@@ -298,6 +301,7 @@ async def seed_demo(settings: Settings, name: str, admin_password: str | None = 
                         agent.id,
                         NoteCreate(body="Asked engineering whether the reset mails bounce."),
                     )
+        web_demo = f"/widget/{channels[ChannelType.WEB].id}/demo"
     finally:
         await runtime.close()
     domain = boot_domain(name)
@@ -306,6 +310,7 @@ async def seed_demo(settings: Settings, name: str, admin_password: str | None = 
         f"admin sign-in: admin@{domain} / {password}",
         f"agent sign-in: lucia@{domain} (also tom@, amira@; olivia@ reads only) / {agent_password}",
         f"admin API key: {boot.api_key}",
+        f"web chat widget demo page: <the API's address>{web_demo}",
     ]
 
 
