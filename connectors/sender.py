@@ -37,8 +37,18 @@ class OutboundReply:
 
 
 def is_blob(attachment: Mapping[str, Any]) -> bool:
-    """An attachment that references a stored blob rather than a URL."""
-    return bool(attachment.get("key")) and not attachment.get("url")
+    """An attachment that references a stored blob rather than a URL: the shape of a
+    stored message attachment (`storage_key`, `mime_type`), which `POST /v1/attachments`
+    hands out and the reply schema normalizes to."""
+    return bool(attachment.get("storage_key")) and not attachment.get("url")
+
+
+def blob_key(attachment: Mapping[str, Any]) -> str:
+    return str(attachment["storage_key"])
+
+
+def blob_type(attachment: Mapping[str, Any]) -> str:
+    return str(attachment.get("mime_type") or "application/octet-stream")
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,10 @@ class SendOutcome:
 class ChannelSender(Protocol):
     # The customer identity the provider addresses (a wa_id for WhatsApp).
     identity_kind: IdentityKind
+    # Sent by the API process that stored the reply, right after its commit, instead of
+    # waiting for the delivery worker: a sender with no provider to call, whose delivery
+    # reaches connections held by the API processes (the web widget's sockets).
+    in_request: bool
 
     def refusal(
         self, reply: OutboundReply, last_inbound_at: datetime | None

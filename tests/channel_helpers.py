@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import update
 
+from api.schemas.conversations import InboundCustomer, InboundMessage
+from api.services import inbound
 from api.services.delivery_worker import DeliveryWorker
 from core.db.types import utcnow
 from core.domain.conversations import Conversation, Message
+from core.events.store import EventContext, EventRecorder
 from core.settings import ChannelSettings
 from tests.factories import TenantCtx, count_rows, expect, get_json
 from tests.fake_graph import FakeGraph, signed
@@ -132,3 +136,40 @@ async def reply_delivered(
     """POST a reply (201, `queued`) and run the worker until it is sent or failed."""
     stored = expect(await reply(t, conversation_id, body), 201)
     return await delivered(t, stored, fast_delivery(**settings) if settings else None)
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    key: str
+    # The attachment a reply names it with (`POST /v1/attachments`' `message_attachment`).
+    attachment: dict[str, Any]
+
+
+async def upload(t: TenantCtx, data: bytes, content_type: str, filename: str = "file") -> Uploaded:
+    """A file uploaded by the tenant's agent through the API, as a reply's attachment."""
+    response = await t.client.post(
+        "/v1/attachments",
+        files={"file": (filename, data, content_type)},
+        headers=t.agent.headers,
+    )
+    created = expect(response, 201)
+    return Uploaded(created["key"], created["message_attachment"])
+
+
+async def adapter_inbound(
+    t: TenantCtx, text: str, attachments: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A customer message stored as a channel adapter stores one (its media already put
+    into storage by the adapter): through the inbound service, not `POST /v1/inbound`."""
+    runtime = t.backend.runtime
+    message = InboundMessage(
+        channel_id=uuid.UUID(t.channel_id),
+        customer=InboundCustomer(external_id=uuid.uuid4().hex),
+        text=text,
+        attachments=attachments,
+        provider_message_id=uuid.uuid4().hex,
+    )
+    async with runtime.sessions() as session:
+        recorder = EventRecorder(session, EventContext(actor_type="channel"))
+        outcome = await inbound.receive(session, recorder, uuid.UUID(t.id), message)
+    return {"conversation_id": str(outcome.conversation_id)}

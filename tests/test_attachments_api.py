@@ -25,7 +25,7 @@ from core.runtime import Runtime
 from core.settings import Settings, StorageSettings
 from core.storage import StorageUnavailable
 from core.storage.s3 import S3AttachmentStore
-from tests.channel_helpers import messages_of
+from tests.channel_helpers import adapter_inbound, messages_of, reply
 from tests.conftest import serving
 from tests.factories import (
     JWT_SECRET,
@@ -196,11 +196,10 @@ async def test_message_attachments_are_downloadable_by_their_tenant(
         "mime_type": "image/jpeg",
     }
     gone = {"type": "audio", "status": "unavailable", "error": "media expired"}
-    created = await inbound(tenant, text="see photo", attachments=[stored, gone])
+    created = await adapter_inbound(tenant, "see photo", [stored, gone])
     url = f"/v1/attachments/{blob.key}"
-    assert created["message"]["attachments"] == [{**stored, "download_url": url}, gone]
     [message] = await messages_of(tenant, created["conversation_id"])
-    assert message["attachments"][0]["download_url"] == url
+    assert message["attachments"] == [{**stored, "download_url": url}, gone]
     assert "download_url" not in message["attachments"][1]
 
     response = await tenant.client.get(url, headers=tenant.viewer.headers)
@@ -211,10 +210,8 @@ async def test_message_attachments_are_downloadable_by_their_tenant(
 
     # A message naming a key whose bytes are not in storage: a 404 that says so.
     missing = hashlib.sha256(os.urandom(16)).hexdigest()
-    await inbound(
-        tenant,
-        text="lost",
-        attachments=[{"type": "document", "storage_key": missing, "filename": "x.pdf"}],
+    await adapter_inbound(
+        tenant, "lost", [{"type": "document", "storage_key": missing, "filename": "x.pdf"}]
     )
     error = expect_error(
         await tenant.client.get(f"/v1/attachments/{missing}", headers=tenant.viewer.headers),
@@ -369,3 +366,44 @@ def test_migration_0007_downgrades_and_upgrades(tmp_path: Path) -> None:
             assert "attachments" in inspect(connection).get_table_names()
     finally:
         engine.dispose()
+
+
+async def test_a_key_names_a_file_only_for_the_tenant_that_knows_it(
+    tenant: TenantCtx, other_tenant: TenantCtx
+) -> None:
+    """Knowing another tenant's SHA-256 reaches nothing: neither an integration's
+    inbound message nor an agent's reply may carry a key the tenant never uploaded or
+    received, which would otherwise make the file readable here."""
+    theirs = await upload(other_tenant, os.urandom(64) + PNG, "theirs.png")
+    stolen = {"type": "image", "storage_key": theirs["key"], "mime_type": "image/png"}
+    expect_error(await other_tenant.client.get(theirs["url"], headers=tenant.viewer.headers), 404)
+    refused = await tenant.client.post(
+        "/v1/inbound",
+        json={
+            "channel_id": tenant.channel_id,
+            "customer": {"external_id": "thief"},
+            "text": "look",
+            "attachments": [stolen],
+            "provider_message_id": "steal-1",
+        },
+        headers=tenant.key_headers,
+    )
+    expect_error(refused, 422, "unknown_attachment")
+    created = await inbound(tenant, text="hello")
+    expect_error(
+        await reply(tenant, created["conversation_id"], {"attachments": [stolen]}),
+        422,
+        "unknown_attachment",
+    )
+    expect_error(await tenant.client.get(theirs["url"], headers=tenant.viewer.headers), 404)
+
+    # Its own upload, named by key alone, is accepted with the type and name it was given.
+    mine = await upload(tenant, os.urandom(64) + PNG, "mine.png")
+    sent = expect(
+        await reply(tenant, created["conversation_id"], {"attachments": [{"key": mine["key"]}]}),
+        201,
+    )
+    [attachment] = sent["attachments"]
+    assert (attachment["storage_key"], attachment["mime_type"]) == (mine["key"], "image/png")
+    assert attachment["filename"] == "mine.png"
+    assert attachment["download_url"] == mine["url"]

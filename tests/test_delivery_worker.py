@@ -20,7 +20,7 @@ from core.db.base import Base
 from core.db.types import utcnow
 from core.domain.channels import Channel
 from core.domain.conversations import Message
-from tests.channel_helpers import delivered, fast_delivery, reply, run_worker, worker_for
+from tests.channel_helpers import delivered, fast_delivery, reply, run_worker, upload, worker_for
 from tests.factories import TenantCtx, expect
 from tests.fake_graph import FakeGraph
 from tests.test_whatsapp import current, inbound_thread, wa_channel
@@ -133,7 +133,7 @@ async def test_a_reply_whose_channel_was_disabled_or_blob_lost_fails_with_the_re
     channel_id = await wa_channel(tenant, graph)
     conversation_id = await inbound_thread(tenant, channel_id, "15553000401")
     runtime = tenant.backend.runtime
-    blob = await runtime.attachments.put(b"\x89PNG lost", "image/png")
+    blob = await upload(tenant, b"\x89PNG lost", "image/png")
     image = {"key": blob.key, "content_type": "image/png"}
     lost = expect(await reply(tenant, conversation_id, {"attachments": [image]}), 201)
     path = Path(runtime.settings.attachments_dir) / blob.key[:2] / blob.key[2:4] / blob.key

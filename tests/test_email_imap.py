@@ -17,7 +17,7 @@ from core.cli.channels import poll_email
 from core.db.base import Base
 from core.domain.channels import MailboxCursor
 from tests import email_fixtures as mail
-from tests.channel_helpers import messages_of, reply, reply_delivered, stored_count
+from tests.channel_helpers import messages_of, reply, reply_delivered, stored_count, upload
 from tests.factories import TenantCtx, expect, get_json
 from tests.mail_server import MailServer, mail_server
 
@@ -238,7 +238,7 @@ async def test_reply_with_a_stored_attachment_arrives_attached(
     assert (await poll_channel(runtime, uuid.UUID(channel_id))).stored == 1
     [conversation] = await conversations_of(tenant, channel_id)
     invoice = b"%PDF-1.4\n" + bytes(range(256)) * 8
-    blob = await runtime.attachments.put(invoice, "application/pdf")
+    blob = await upload(tenant, invoice, "application/pdf")
     body = {
         "text": "Your invoice is attached.",
         "attachments": [

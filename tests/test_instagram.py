@@ -17,6 +17,7 @@ from tests.channel_helpers import (
     reply,
     reply_delivered,
     stored_count,
+    upload,
 )
 from tests.factories import TenantCtx, expect, expect_error, get_json
 from tests.fake_graph import (
@@ -270,7 +271,7 @@ async def test_reply_is_sent_and_read_receipts_mark_it_read(
         await reply(tenant, conversation_id, {"template": {"name": "t"}}), 409, "unsupported_reply"
     )
     # The Send API takes media by URL only: a stored blob cannot be uploaded to it.
-    blob = await tenant.backend.runtime.attachments.put(b"\x89PNG ig", "image/png")
+    blob = await upload(tenant, b"\x89PNG ig", "image/png")
     stored = {"attachments": [{"key": blob.key, "content_type": "image/png"}]}
     error = expect_error(
         await reply(tenant, conversation_id, stored), 409, "unsupported_attachment"

@@ -9,7 +9,7 @@ from typing import Any
 
 from api.services.templates import sync_templates
 from core.cli.channels import sync_templates as sync_templates_command
-from tests.channel_helpers import delivered, reply, reply_delivered
+from tests.channel_helpers import delivered, reply, reply_delivered, upload
 from tests.factories import TenantCtx, expect, expect_error, get_json
 from tests.fake_graph import FakeGraph, template
 from tests.test_whatsapp import inbound_thread, wa_channel
@@ -236,22 +236,23 @@ async def test_stored_attachment_is_uploaded_then_sent_by_media_id(
     graph = fresh_graph
     channel_id = await wa_channel(tenant, graph)
     conversation_id = await inbound_thread(tenant, channel_id, "15552000003")
-    blob = await tenant.backend.runtime.attachments.put(PNG, "image/png")
+    blob = await upload(tenant, PNG, "image/png", "label.png")
     image = {"key": blob.key, "content_type": "image/png", "filename": "label.png"}
     sent = await reply_delivered(
         tenant, conversation_id, {"text": "Your label", "attachments": [image]}
     )
     assert sent["delivery_status"] == "sent"
-    [upload] = graph.uploads
-    assert upload.data == PNG
-    assert (upload.filename, upload.content_type) == ("label.png", "image/png")
-    assert upload.fields == {"messaging_product": "whatsapp", "type": "image/png"}
+    [uploaded] = graph.uploads
+    assert uploaded.data == PNG
+    assert (uploaded.filename, uploaded.content_type) == ("label.png", "image/png")
+    assert uploaded.fields == {"messaging_product": "whatsapp", "type": "image/png"}
     assert graph.calls[-2].path == "/v21.0/1000000001/media"
     assert graph.sends()[-1]["type"] == "image"
-    assert graph.sends()[-1]["image"] == {"id": upload.media_id, "caption": "Your label"}
+    assert graph.sends()[-1]["image"] == {"id": uploaded.media_id, "caption": "Your label"}
 
-    pdf = await tenant.backend.runtime.attachments.put(b"%PDF-1.4 label", "application/pdf")
-    document = {"key": pdf.key, "content_type": "application/pdf", "filename": "label.pdf"}
+    # As `POST /v1/attachments` hands it out: the type and name come with it.
+    pdf = await upload(tenant, b"%PDF-1.4 label", "application/pdf", "label.pdf")
+    document = pdf.attachment
     await reply_delivered(tenant, conversation_id, {"text": "As PDF", "attachments": [document]})
     assert graph.sends()[-1]["type"] == "document"
     assert graph.sends()[-1]["document"] == {
@@ -268,6 +269,6 @@ async def test_stored_attachment_is_uploaded_then_sent_by_media_id(
     for attachment, code in (
         ({"key": "0" * 64, "content_type": "image/png"}, "unknown_attachment"),
         ({"key": "../etc/passwd", "content_type": "image/png"}, "invalid_attachment"),
-        ({"key": blob.key}, "invalid_attachment"),
+        ({"storage_key": "1" * 63, "mime_type": "image/png"}, "invalid_attachment"),
     ):
         expect_error(await reply(tenant, conversation_id, {"attachments": [attachment]}), 422, code)

@@ -23,6 +23,8 @@ from api.schemas.conversations import (
 )
 from api.services import analyses, conversations
 from api.services.common import fetch_page
+from api.services.delivery import IN_REQUEST_CHANNELS
+from api.services.delivery_worker import send_in_request
 from core.domain.conversations import Conversation, Message, Note
 from core.domain.enums import ConversationStatus, Priority
 
@@ -118,11 +120,12 @@ async def reply(
     principal: Agent,
     runtime: RuntimeDep,
 ) -> Message:
-    """Send an agent reply: stored as outbound `queued` and answered at once; on a channel
-    with a provider the delivery worker sends it, retrying transient failures, and it
+    """Send an agent reply: stored as outbound `queued` and answered at once (a web chat
+    reply is pushed to the visitor first, and answered `sent`); on a channel with a
+    provider the delivery worker sends it, retrying transient failures, and it
     becomes `sent` or `failed` with the provider's error (`delivery_attempts`,
     `next_attempt_at` and `delivery_error` show the progress)."""
-    return await conversations.reply(
+    message = await conversations.reply(
         session,
         recorder,
         principal.tenant_id,
@@ -132,6 +135,11 @@ async def reply(
         runtime.settings.channels,
         runtime.attachments,
     )
+    if in_request := session.info.pop(IN_REQUEST_CHANNELS, None):
+        # A web chat reply goes out from here, so the answer shows it sent.
+        await send_in_request(runtime, in_request)
+        await session.refresh(message)
+    return message
 
 
 @router.post(

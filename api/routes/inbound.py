@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response, status
 
 from api.deps import Agent, RecorderDep, SessionDep
 from api.schemas.conversations import InboundMessage, InboundResult
-from api.services import inbound
+from api.services import attachments, inbound
 
 router = APIRouter(prefix="/v1/inbound", tags=["inbound"])
 
@@ -25,6 +25,7 @@ async def receive(
     principal: Agent,
 ) -> dict[str, object]:
     """Store a customer message: 201 when new, 200 with the stored one when a duplicate."""
+    await attachments.check_known(session, principal.tenant_id, body.attachments)
     outcome = await inbound.receive(session, recorder, principal.tenant_id, body)
     if not outcome.created:
         response.status_code = status.HTTP_200_OK

@@ -17,6 +17,18 @@ def download_url(key: str) -> str:
     return DOWNLOAD_PATH.format(key=key)
 
 
+def stored_attachment_shape(attachment: dict[str, Any]) -> dict[str, Any]:
+    """A reply's attachment naming a stored file as `key`/`content_type` in the shape
+    messages keep (`storage_key`/`mime_type`), which senders and downloads read."""
+    if attachment.get("url") or "key" not in attachment:
+        return attachment
+    shaped = {k: v for k, v in attachment.items() if k not in ("key", "content_type")}
+    shaped.setdefault("storage_key", attachment["key"])
+    if "content_type" in attachment:
+        shaped.setdefault("mime_type", attachment["content_type"])
+    return shaped
+
+
 def with_download_urls(attachments: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Message attachments, each one in storage with the URL that reads it back."""
     shown = []

@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from api.schemas.attachments import with_download_urls
+from api.schemas.attachments import stored_attachment_shape, with_download_urls
 from api.schemas.common import Email, Input, Output, Tags
 from api.schemas.customers import Attributes, IdentityIn
 from core.domain.enums import (
@@ -215,9 +215,11 @@ class ReplyCreate(Input):
     content_type: ContentType = ContentType.TEXT
     attachments: Attachments = Field(
         default_factory=list,
-        description='By link, `{"type", "url", "filename"?}`, or a stored blob, '
-        '`{"key": <sha256>, "content_type", "filename"?, "type"?}` (uploaded to '
-        "WhatsApp, attached to email; Instagram takes links only).",
+        description='By link, `{"type", "url", "filename"?}`, or a stored file: the '
+        "`message_attachment` that `POST /v1/attachments` answers, "
+        '`{"type", "storage_key": <sha256>, "mime_type", "filename"?}` (`key` and '
+        "`content_type` are accepted for `storage_key` and `mime_type`). Stored files are "
+        "uploaded to WhatsApp and attached to email; Instagram takes links only.",
     )
     template: ReplyTemplate | None = Field(
         default=None, description="Send an approved template (allowed outside a 24 h window)."
@@ -230,6 +232,11 @@ class ReplyCreate(Input):
         description="Instagram: send with the HUMAN_AGENT tag, allowed up to 7 days after "
         "the customer's last message.",
     )
+
+    @field_validator("attachments")
+    @classmethod
+    def _stored_shape(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [stored_attachment_shape(a) for a in value]
 
     @model_validator(mode="after")
     def _has_content(self) -> ReplyCreate:

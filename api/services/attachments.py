@@ -7,20 +7,22 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, exists, func, literal, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData, UploadFile
 
-from api.deps import Principal
 from api.errors import Unprocessable
 from api.schemas.attachments import AttachmentPublic, download_url
 from core.db.engine import dialect_name
 from core.domain.attachments import Attachment
 from core.domain.conversations import Message
-from core.storage import AttachmentStore, Limits
+from core.storage import AttachmentStore, Limits, is_key
+
+if TYPE_CHECKING:
+    from api.deps import Principal
 
 FIELD = "file"
 _OCTET = "application/octet-stream"
@@ -152,3 +154,31 @@ def _from_message(item: dict[str, Any]) -> Readable:
         # Media without a name (a WhatsApp photo): one from its type, e.g. attachment.jpg.
         name = "attachment" + (mimetypes.guess_extension(content_type, strict=False) or "")
     return Readable(content_type, clean_filename(name))
+
+
+async def check_known(
+    session: AsyncSession, tenant_id: uuid.UUID, attachments: list[dict[str, Any]]
+) -> None:
+    """422 for an attachment naming a stored file (`storage_key`) this tenant does not
+    know: a key alone must never reach another tenant's file (a message carrying it
+    would make it readable here). A known one missing its `mime_type` or `filename`
+    gets them from what the tenant knows of the file."""
+    for index, attachment in enumerate(attachments):
+        key = attachment.get("storage_key")
+        if key is None or attachment.get("url"):
+            continue
+        if not isinstance(key, str) or not is_key(key):
+            raise Unprocessable(
+                f"attachments[{index}].storage_key must be the SHA-256 (64 hex digits) of a "
+                "stored attachment",
+                code="invalid_attachment",
+            )
+        known = await readable(session, tenant_id, key)
+        if known is None:
+            raise Unprocessable(
+                f"attachments[{index}] names no stored attachment of this tenant (upload it "
+                "with POST /v1/attachments)",
+                code="unknown_attachment",
+            )
+        attachment.setdefault("mime_type", known.content_type)
+        attachment.setdefault("filename", known.filename)

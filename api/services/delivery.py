@@ -12,7 +12,6 @@ In the worker: `load` rebuilds the send from the stored message."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -23,9 +22,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import Conflict, Unprocessable
 from api.schemas.conversations import ReplyCreate
+from api.services import attachments as attachments_service
 from api.services import templates
 from api.services.email_outbound import email_thread
-from connectors.sender import ChannelSender, OutboundReply, is_blob, sender_for
+from connectors.sender import (
+    ChannelSender,
+    OutboundReply,
+    blob_key,
+    blob_type,
+    is_blob,
+    sender_for,
+)
 from core.domain.channels import Channel
 from core.domain.conversations import Conversation, Message
 from core.domain.customers import CustomerIdentity
@@ -35,7 +42,9 @@ from core.storage import AttachmentStore
 
 # Set on a session that stored a reply for the worker: the request nudges it after commit.
 QUEUED_FLAG = "delivery_queued"
-_BLOB_KEY = re.compile(r"^[0-9a-f]{64}$")
+# Channels with a reply for an `in_request` sender (the web widget), sent by the request
+# itself once committed (api/routes/conversations.py `reply`).
+IN_REQUEST_CHANNELS = "delivery_in_request"
 
 
 @dataclass(frozen=True)
@@ -60,27 +69,21 @@ def outbound_reply(data: ReplyCreate) -> OutboundReply:
     )
 
 
-async def check_blobs(attachments: list[dict[str, Any]], store: AttachmentStore | None) -> None:
-    """Every attachment that names a stored blob names one that exists, with its type."""
+async def check_blobs(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    attachments: list[dict[str, Any]],
+    store: AttachmentStore | None,
+) -> None:
+    """Every attachment that names a stored blob names one this tenant knows and that is
+    still stored."""
+    await attachments_service.check_known(session, tenant_id, attachments)
     for index, attachment in enumerate(attachments):
         if not is_blob(attachment):
             continue
-        key = attachment.get("key")
-        where = f"attachments[{index}]"
-        if not isinstance(key, str) or not _BLOB_KEY.match(key):
+        if store is not None and not await store.exists(blob_key(attachment)):
             raise Unprocessable(
-                f"{where}.key must be the SHA-256 (64 hex digits) of a stored attachment",
-                code="invalid_attachment",
-            )
-        if not isinstance(attachment.get("content_type"), str) or "/" not in str(
-            attachment["content_type"]
-        ):
-            raise Unprocessable(
-                f"{where} needs its `content_type` (e.g. image/png)", code="invalid_attachment"
-            )
-        if store is not None and not await store.exists(key):
-            raise Unprocessable(
-                f"{where}.key names no stored attachment", code="unknown_attachment"
+                f"attachments[{index}] is no longer stored", code="unknown_attachment"
             )
 
 
@@ -94,7 +97,7 @@ async def prepare(
     """What sending this reply takes, or None for a channel without a provider; Conflict
     when the channel's rules refuse it now, Unprocessable when what it names cannot be
     sent (an unknown template or attachment)."""
-    await check_blobs(list(data.attachments), store)
+    await check_blobs(session, conversation.tenant_id, list(data.attachments), store)
     if settings is None:
         return None
     channel = await session.get(Channel, conversation.channel_id)
@@ -145,6 +148,8 @@ def enqueue(session: AsyncSession, message: Message, delivery: Delivery, now: da
     message.delivery_attempts = 0
     message.delivery_due_at = now
     session.info[QUEUED_FLAG] = True
+    if delivery.sender.in_request:
+        session.info.setdefault(IN_REQUEST_CHANNELS, set()).add(message.channel_id)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from sqlalchemy.orm import aliased
 
 from api.services.background import BackgroundLoop
 from api.services.delivery import Delivery, Unsendable, load
-from connectors.sender import SendOutcome, is_blob
+from connectors.sender import SendOutcome, blob_key, is_blob
 from core.db.types import utcnow
 from core.domain.conversations import Message
 from core.domain.enums import DeliveryStatus
@@ -145,7 +145,7 @@ class DeliveryWorker(BackgroundLoop):
         blobs: dict[str, bytes] = {}
         for attachment in delivery.reply.attachments:
             if is_blob(attachment):
-                key = str(attachment["key"])
+                key = blob_key(attachment)
                 try:
                     blobs[key] = await self.runtime.attachments.get(key)
                 except KeyError:
@@ -302,3 +302,16 @@ class DeliveryWorker(BackgroundLoop):
             "failed": self.failed,
             "retried": self.retried,
         }
+
+
+async def send_in_request(runtime: Runtime, channel_ids: Collection[uuid.UUID]) -> None:
+    """Send the due replies of `in_request` channels from this process, right after the
+    request that stored them committed: the web widget's sockets are held by the API
+    processes, and a worker elsewhere (the ChannelWorkers replica on Serve) could reach
+    them only through Redis. A failure leaves the reply queued for the worker."""
+    if not channel_ids:
+        return
+    try:
+        await DeliveryWorker(runtime, channel_ids=channel_ids).drain()
+    except Exception:
+        logger.exception("in-request delivery to %s failed; left to the worker", channel_ids)

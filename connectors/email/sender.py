@@ -3,7 +3,7 @@ threaded the way mail clients expect: our own Message-ID (stored as the reply's 
 id, so the customer's answer to it finds the conversation), In-Reply-To the customer's
 last message, References that message's References plus its id, Subject "Re: ...".
 
-Email has no messaging window. A stored attachment (`{"key", "content_type", "filename"}`)
+Email has no messaging window. A stored attachment (`{"storage_key", "mime_type", "filename"}`)
 is attached to the mail; one given by `url` is sent as a link in the text. Templates and
 interactive bodies have no email form.
 
@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from connectors.email.config import EmailConfig, SmtpConfig
 from connectors.email.threading import reply_subject
-from connectors.sender import OutboundReply, SendOutcome, is_blob
+from connectors.sender import OutboundReply, SendOutcome, blob_key, blob_type, is_blob
 from core.db.types import utcnow
 from core.domain.enums import IdentityKind
 from core.settings import ChannelSettings
@@ -62,8 +62,8 @@ def build_reply(config: EmailConfig, recipient: str, reply: OutboundReply) -> Em
     body = "\n\n".join(part for part in (reply.text, "\n".join(links)) if part)
     message.set_content(body or " ")
     for attachment in filter(is_blob, reply.attachments):
-        key = str(attachment["key"])
-        maintype, _, subtype = str(attachment.get("content_type") or "").partition("/")
+        key = blob_key(attachment)
+        maintype, _, subtype = blob_type(attachment).partition("/")
         if not maintype or not subtype:
             maintype, subtype = "application", "octet-stream"
         message.add_attachment(
@@ -108,6 +108,7 @@ def _error(exc: Exception) -> dict[str, Any]:
 
 class EmailSender:
     identity_kind = IdentityKind.EMAIL
+    in_request = False
 
     def __init__(self, settings: ChannelSettings) -> None:
         self.settings = settings

@@ -81,6 +81,7 @@ def _shape_refusal(reply: OutboundReply) -> tuple[str, str] | None:
 
 class InstagramSender:
     identity_kind = IdentityKind.INSTAGRAM
+    in_request = False
 
     def __init__(self, settings: ChannelSettings) -> None:
         self.policy = RetryPolicy.single(settings)

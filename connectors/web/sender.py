@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 class WebSender:
     identity_kind = IdentityKind.WEB
+    in_request = True
 
     def __init__(self, settings: ChannelSettings) -> None:
         self.push_url = settings.web_push_url

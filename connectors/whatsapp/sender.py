@@ -5,7 +5,7 @@ message (the customer-service window); outside it only an approved template may 
 the conversation again.
 
 Media goes by link (`{"type", "url"}`), or, for a blob in attachment storage
-(`{"key", "content_type", "filename"}`), uploaded first with `POST /{phone_number_id}/media`
+(`{"storage_key", "mime_type", "filename"}`), uploaded first with `POST /{phone_number_id}/media`
 and sent by the media id Meta answers. The Cloud API takes no idempotency key: a send the
 worker repeats after a lost answer reaches the customer twice."""
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from connectors.meta.graph import send_failure
 from connectors.meta.window import STANDARD_WINDOW, within
-from connectors.sender import OutboundReply, SendOutcome, is_blob
+from connectors.sender import OutboundReply, SendOutcome, blob_key, blob_type, is_blob
 from connectors.whatsapp.config import WhatsAppConfig
 from connectors.whatsapp.graph import GraphClient, GraphError, RetryPolicy
 from connectors.whatsapp.payload import MEDIA_TYPES
@@ -30,7 +30,7 @@ def media_kind(attachment: dict[str, Any]) -> str:
     """The WhatsApp media type of an attachment: its `type`, else its content type's."""
     if attachment.get("type"):
         return str(attachment["type"])
-    family = str(attachment.get("content_type") or "").split("/", 1)[0]
+    family = blob_type(attachment).split("/", 1)[0]
     return family if family in ("image", "audio", "video") else "document"
 
 
@@ -82,6 +82,7 @@ def template_object(template: dict[str, Any]) -> dict[str, Any]:
 
 class WhatsAppSender:
     identity_kind = IdentityKind.WHATSAPP
+    in_request = False
 
     def __init__(self, settings: ChannelSettings) -> None:
         self.policy = RetryPolicy.single(settings)
@@ -114,7 +115,7 @@ class WhatsAppSender:
                 return (
                     "unsupported_attachment",
                     "WhatsApp attachments need a `type` (image, audio, video, document, "
-                    "sticker) and a public `url`, or the `key` of a stored attachment",
+                    "sticker) and a public `url`, or the `storage_key` of a stored attachment",
                 )
         if not within(last_inbound_at, SERVICE_WINDOW):
             return (
@@ -142,7 +143,7 @@ async def _upload(graph: GraphClient, reply: OutboundReply) -> str | None:
     attachment = reply.attachments[0]
     if not is_blob(attachment):
         return None
-    key = str(attachment["key"])
-    content_type = str(attachment.get("content_type") or "application/octet-stream")
+    key = blob_key(attachment)
+    content_type = blob_type(attachment)
     filename = str(attachment.get("filename") or key[:16])
     return await graph.upload_media(reply.blobs[key], content_type, filename)
