@@ -206,18 +206,18 @@ async def get_principal(
     ttl_s = runtime.settings.api.auth_cache_seconds
     if x_api_key:
         credential = "key " + x_api_key
-        principal = principal_cache.cached(runtime, credential)
+        principal = principal_cache.PRINCIPALS.get(runtime, credential)
         if principal is None:
             principal = await _from_api_key(session, x_api_key)
-            principal_cache.remember(runtime, credential, principal, ttl_s)
+            principal_cache.PRINCIPALS.put(runtime, credential, principal, ttl_s)
     elif authorization and authorization.lower().startswith("bearer "):
         token = authorization[7:].strip()
         credential = "bearer " + token
-        principal = principal_cache.cached(runtime, credential)
+        principal = principal_cache.PRINCIPALS.get(runtime, credential)
         if principal is None:
             principal, expires = await _from_token(session, runtime.settings, token)
             ttl_s = min(ttl_s, expires - time.time())
-            principal_cache.remember(runtime, credential, principal, ttl_s)
+            principal_cache.PRINCIPALS.put(runtime, credential, principal, ttl_s)
     else:
         raise Unauthorized(
             "send a bearer token (Authorization: Bearer ...) or an API key (X-API-Key)",

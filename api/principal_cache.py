@@ -9,37 +9,11 @@ resolved for at most that long."""
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
+
+from core.ttl_cache import TtlCache
 
 if TYPE_CHECKING:
     from api.deps import Principal
 
-_MAX_ENTRIES = 4096
-# (owner, credential) -> (principal, monotonic deadline). The owner is the runtime, so two
-# apps in one process (tests, tools) never answer for each other's databases.
-_entries: dict[tuple[int, str], tuple[Principal, float]] = {}
-
-
-def cached(owner: object, credential: str) -> Principal | None:
-    found = _entries.get((id(owner), credential))
-    if found is None:
-        return None
-    principal, deadline = found
-    if time.monotonic() >= deadline:
-        _entries.pop((id(owner), credential), None)
-        return None
-    return principal
-
-
-def remember(owner: object, credential: str, principal: Principal, ttl_s: float) -> None:
-    if ttl_s <= 0:
-        return
-    if len(_entries) >= _MAX_ENTRIES:
-        _entries.clear()
-    _entries[(id(owner), credential)] = (principal, time.monotonic() + ttl_s)
-
-
-def forget_all() -> None:
-    """After a change to who may do what: the next request of every caller is looked up."""
-    _entries.clear()
+PRINCIPALS: TtlCache[Principal] = TtlCache()

@@ -4,10 +4,15 @@ local Graph API (tests/fake_graph.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
+from sqlalchemy import update
+
+from core.domain.channels import Channel
 from core.domain.conversations import Message
 from tests.channel_helpers import (
     add_channel,
@@ -111,6 +116,46 @@ async def test_bad_signature_is_401_and_stores_nothing(tenant: TenantCtx, graph:
     _, other = signed(b'{"object": "x"}', SECRET)
     expect_error(await tenant.client.post(url, content=raw, headers=other), 401)
     assert await stored_count(tenant, channel_id) == 0
+
+
+async def test_a_rotated_app_secret_applies_at_once_here_and_within_the_cache_time_elsewhere(
+    tenant: TenantCtx, graph: FakeGraph, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Webhook channels and their config are reused for `auth_cache_seconds`
+    (api/services/channel_cache.py): a PATCH through this process applies to the next
+    body; a change written by another process applies once the entry expires."""
+    monkeypatch.setattr(tenant.backend.runtime.settings.api, "auth_cache_seconds", 0.5)
+    channel_id = await wa_channel(tenant, graph)
+
+    def body(n: int) -> dict[str, Any]:
+        message = wa_message("text", {"body": f"hi {n}"}, "15551239001")
+        return webhook_body([message], {"15551239001": "Rot"})
+
+    expect(await post_signed(tenant, "whatsapp", channel_id, body(1), SECRET), 200)
+    expect(
+        await tenant.client.patch(
+            f"/v1/channels/{channel_id}",
+            json={"config": {**wa_config(graph), "app_secret": "rotated-secret"}},
+            headers=tenant.key_headers,
+        ),
+        200,
+    )
+    expect_error(await post_signed(tenant, "whatsapp", channel_id, body(2), SECRET), 401)
+    expect(await post_signed(tenant, "whatsapp", channel_id, body(3), "rotated-secret"), 200)
+
+    async with tenant.backend.runtime.sessions() as session:
+        # Written straight to the database, as another process would: no cache is cleared.
+        await session.execute(
+            update(Channel)
+            .where(Channel.id == uuid.UUID(channel_id))
+            .values(config={**wa_config(graph), "app_secret": "third-secret"})
+        )
+        await session.commit()
+    expect(await post_signed(tenant, "whatsapp", channel_id, body(4), "rotated-secret"), 200)
+    await asyncio.sleep(0.6)
+    expect_error(await post_signed(tenant, "whatsapp", channel_id, body(5), "rotated-secret"), 401)
+    expect(await post_signed(tenant, "whatsapp", channel_id, body(6), "third-secret"), 200)
+    assert await stored_count(tenant, channel_id) == 4
 
 
 async def test_malformed_bodies_are_400_and_store_nothing(

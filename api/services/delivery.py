@@ -29,7 +29,6 @@ from connectors.sender import (
     ChannelSender,
     OutboundReply,
     blob_key,
-    blob_type,
     is_blob,
     sender_for,
 )

@@ -50,7 +50,7 @@ async def handle(
 ) -> WebhookResult:
     """Verify, decode whole, then store every customer event and apply every read."""
     channel, config = await channel_config(
-        session, channel_id, ChannelType.INSTAGRAM, InstagramConfig
+        session, channel_id, ChannelType.INSTAGRAM, InstagramConfig, runtime
     )
     parsed = signed_body(ChannelType.INSTAGRAM, config, body, signature, parse_webhook)
     check_storable(

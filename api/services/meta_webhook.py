@@ -8,15 +8,16 @@ import hmac
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from api.schemas.conversations import InboundMessage
 from api.services import inbound
+from api.services.channel_cache import WEBHOOK_CHANNELS, WebhookChannel
 from connectors.meta.config import MetaAppConfig
 from connectors.meta.graph import GraphError, RetryPolicy
 from connectors.meta.payload import MalformedPayload
@@ -31,6 +32,7 @@ from core.storage import AttachmentRejected
 logger = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=MetaAppConfig)
+_channels = cast(Table, Channel.__table__)
 P = TypeVar("P")
 
 # A status only moves forward (Meta may deliver `delivered` after `read`).
@@ -42,20 +44,40 @@ _RANK = {
 }
 
 
+_CHANNEL = select(_channels.c.tenant_id, _channels.c.type, _channels.c.config).where(
+    _channels.c.id == bindparam("id")
+)
+
+
 async def channel_config(
-    session: AsyncSession, channel_id: uuid.UUID, kind: ChannelType, model: type[C]
-) -> tuple[Channel, C]:
-    channel = await session.get(Channel, channel_id)
+    session: AsyncSession,
+    channel_id: uuid.UUID,
+    kind: ChannelType,
+    model: type[C],
+    runtime: Runtime | None = None,
+) -> tuple[WebhookChannel, C]:
+    """The channel and its validated config; with `runtime`, reused for a few seconds
+    (api/services/channel_cache.py)."""
+    if runtime is not None:
+        found = WEBHOOK_CHANNELS.get(runtime, (channel_id, kind))
+        if found is not None:
+            return found[0], cast(C, found[1])
+    row = (await session.execute(_CHANNEL, {"id": channel_id})).first()
     label = kind.value.capitalize()
-    if channel is None or channel.type != kind.value:
+    if row is None or row.type != kind.value:
         raise NotFound(f"{label} channel {channel_id} not found")
     try:
-        return channel, model.model_validate(channel.config)
+        config = model.model_validate(row.config)
     except ValidationError:
         raise Conflict(
             f"channel {channel_id} has no complete {label} config; update it first",
             code="channel_misconfigured",
         ) from None
+    channel = WebhookChannel(channel_id, row.tenant_id)
+    if runtime is not None:
+        ttl_s = runtime.settings.api.auth_cache_seconds
+        WEBHOOK_CHANNELS.put(runtime, (channel_id, kind), (channel, config), ttl_s)
+    return channel, config
 
 
 async def verify_subscription(
@@ -132,7 +154,7 @@ async def already_stored(session: AsyncSession, channel_id: uuid.UUID, provider_
 async def store_once(
     session: AsyncSession,
     recorder: EventRecorder,
-    channel: Channel,
+    channel: WebhookChannel,
     provider_message_id: str,
     message: Callable[[], Awaitable[InboundMessage]],
     *,

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.errors import Unprocessable
 from api.schemas.customers import ChannelCreate, ChannelUpdate
 from api.schemas.tickets import SlaPolicyCreate, SlaPolicyUpdate
+from api.services.channel_cache import WEBHOOK_CHANNELS
 from connectors.configs import validate_config
 from core.domain.channels import Channel
 from core.domain.enums import ChannelType
@@ -63,6 +64,7 @@ async def save_channel(
         for name, value in fields.items():
             setattr(channel, name, value)
     await session.commit()
+    WEBHOOK_CHANNELS.clear()
     return channel
 
 

@@ -104,7 +104,7 @@ async def update_user(
         user.teams = await _teams(session, tenant_id, data.team_ids)
     await session.commit()
     if data.role is not None or data.is_active is not None:
-        principal_cache.forget_all()
+        principal_cache.PRINCIPALS.clear()
     return user
 
 
@@ -168,7 +168,7 @@ async def revoke_api_key(session: AsyncSession, tenant_id: uuid.UUID, key_id: uu
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         await session.commit()
-        principal_cache.forget_all()
+        principal_cache.PRINCIPALS.clear()
 
 
 @dataclass(frozen=True)

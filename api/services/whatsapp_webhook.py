@@ -48,7 +48,7 @@ async def handle(
 ) -> WebhookResult:
     """Verify, decode whole, then store every message and apply every status."""
     channel, config = await channel_config(
-        session, channel_id, ChannelType.WHATSAPP, WhatsAppConfig
+        session, channel_id, ChannelType.WHATSAPP, WhatsAppConfig, runtime
     )
     parsed = signed_body(ChannelType.WHATSAPP, config, body, signature, parse_webhook)
     check_storable(
