@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from api.cors import WidgetCors
 from api.errors import install_error_handlers
+from api.fast_lists import FastLists
 from api.middleware import RequestGuard
 from api.routes import (
     ai,
@@ -133,6 +134,8 @@ def create_app(
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    # Added first, so it runs inside the request guard (metrics, request ids, limits).
+    app.add_middleware(FastLists, runtime=runtime)
     app.add_middleware(RequestGuard, runtime=runtime)
     app.add_middleware(WidgetCors)
     return app

@@ -62,7 +62,8 @@ _READ_METHODS = frozenset({"GET", "HEAD"})
 _autocommit_engines: weakref.WeakKeyDictionary[Any, AsyncEngine] = weakref.WeakKeyDictionary()
 
 
-def _autocommit(engine: AsyncEngine) -> AsyncEngine:
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """The engine's twin whose connections run in autocommit (made once per engine)."""
     found = _autocommit_engines.get(engine.sync_engine)
     if found is None:
         found = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -75,7 +76,7 @@ def read_session(runtime: Runtime) -> AsyncSession:
     may run on the driver itself, core/db/raw_read), an ordinary one elsewhere."""
     if runtime.engine.dialect.name != "postgresql":
         return runtime.sessions()
-    session = runtime.sessions(bind=_autocommit(runtime.engine))
+    session = runtime.sessions(bind=autocommit(runtime.engine))
     session.info[raw_read.AUTOCOMMIT] = True
     return session
 

@@ -98,6 +98,10 @@ class RequestGuard:
             if upload and key is None and not _declared_over(headers, limit):
                 await self.app(scope, _capped(receive, limit), send_wrapper)
                 return
+            if key is None and not _has_body(headers):
+                # Nothing to measure or replay (most reads): the app reads the empty body.
+                await self.app(scope, receive, send_wrapper)
+                return
             body = await self._read_body(receive, headers, limit)
             if body is None:
                 status_holder["status"] = 413
@@ -115,8 +119,7 @@ class RequestGuard:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
-            REQUESTS.labels(scope["method"], template, str(status_holder["status"])).inc()
-            LATENCY.labels(scope["method"], template).observe(time.perf_counter() - started)
+            _count(scope["method"], template, status_holder["status"], started)
 
     @staticmethod
     async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes | None:
@@ -259,6 +262,30 @@ def _capped(receive: Receive, limit: int) -> Receive:
         return message
 
     return capped
+
+
+def _has_body(headers: dict[str, str]) -> bool:
+    # HTTP/1.1: a request without Content-Length or Transfer-Encoding has no body.
+    return "transfer-encoding" in headers or headers.get("content-length", "0") not in ("", "0")
+
+
+# The metrics' labelled children by label values: `labels()` validates and locks on every
+# call, a measurable share of a cheap request.
+_request_counters: dict[tuple[str, str, int], Any] = {}
+_latencies: dict[tuple[str, str], Any] = {}
+
+
+def _count(method: str, template: str, status: int, started: float) -> None:
+    counter = _request_counters.get((method, template, status))
+    if counter is None:
+        counter = _request_counters[(method, template, status)] = REQUESTS.labels(
+            method, template, str(status)
+        )
+    latency = _latencies.get((method, template))
+    if latency is None:
+        latency = _latencies[(method, template)] = LATENCY.labels(method, template)
+    counter.inc()
+    latency.observe(time.perf_counter() - started)
 
 
 def _replayer(body: bytes, receive: Receive) -> Receive:

@@ -103,6 +103,9 @@ class ApiSettings(BaseModel):
     # A serving process freezes its start-up objects and collects young ones every this
     # many allocations (api/app.py `tune_gc`); 0 keeps Python's collector settings.
     gc_young_threshold: int = Field(default=50_000, ge=0, le=10_000_000)
+    # Answer well-formed conversation and ticket lists without FastAPI's per-request
+    # machinery (api/fast_lists.py); anything else goes to the routes either way.
+    fast_lists: bool = True
 
 
 class AiSettings(BaseModel):

@@ -76,6 +76,12 @@ async def fetch_page(
         rows = await raw_read.fetch_dicts(session, statement, bound)
     else:
         rows = as_dicts((await session.execute(statement, bound)).all())
+    return page_of(rows, limit)
+
+
+def page_of(rows: list[dict[str, Any]], limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    """The first `limit` of `limit + 1` rows and the next page's cursor (when there is
+    a row past them)."""
     next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
     return rows[:limit], next_cursor
 
@@ -98,19 +104,20 @@ def as_dicts(rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
-class _IdList(TypeDecorator[list[Any]]):
-    """Ids aggregated in SQL: an array on PostgreSQL, JSON text on SQLite."""
+class _IdList(TypeDecorator[list[uuid.UUID]]):
+    """Ids aggregated in SQL: an array of uuid on PostgreSQL, JSON text of the stored hex
+    strings on SQLite; UUIDs either way."""
 
     impl = String
     cache_ok = True
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> list[Any]:
+    def process_result_value(self, value: Any, dialect: Dialect) -> list[uuid.UUID]:
         if isinstance(value, str):
-            return list(json.loads(value))
+            return [uuid.UUID(item) for item in json.loads(value)]
         return list(value or ())
 
 
-def id_list(dialect: str, ids: Select[Any]) -> ColumnElement[list[Any]]:
+def id_list(dialect: str, ids: Select[Any]) -> ColumnElement[list[uuid.UUID]]:
     """The ids `ids` selects, as one list-valued column of the enclosing query (ordered
     by `ids`' ORDER BY): a correlated subquery, so a page and its links are one statement."""
     if dialect == "postgresql":

@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Executable
+from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.interfaces import Compiled
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 # Set on a session whose connection runs in autocommit.
 AUTOCOMMIT = "autocommit"
@@ -32,12 +33,11 @@ def usable(session: AsyncSession) -> bool:
     return bool(session.info.get(AUTOCOMMIT))
 
 
-def _compile(statement: Executable, session: AsyncSession) -> Compiled:
+def _compile(statement: Executable, dialect: Dialect) -> Compiled:
     found = _compiled.get(id(statement))
     if found is not None and found[0] is statement:
         return found[1]
-    bind = session.get_bind()
-    compiled: Compiled = statement.compile(dialect=bind.dialect)  # type: ignore[attr-defined]
+    compiled: Compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
     if len(_compiled) >= _MAX_COMPILED:
         _compiled.clear()
     _compiled[id(statement)] = (statement, compiled)
@@ -48,7 +48,14 @@ async def fetch_dicts(
     session: AsyncSession, statement: Executable, params: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """The statement's rows as dicts, run on the session's asyncpg connection."""
-    compiled = _compile(statement, session)
+    return await fetch_dicts_on(await session.connection(), statement, params)
+
+
+async def fetch_dicts_on(
+    connection: AsyncConnection, statement: Executable, params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The same on an autocommit connection taken from the engine itself (no session)."""
+    compiled = _compile(statement, connection.dialect)
     state = compiled.construct_expanded_state(params)  # type: ignore[attr-defined]
     values = state.parameters
     processors = state.processors
@@ -56,7 +63,6 @@ async def fetch_dicts(
         processor(values[name]) if (processor := processors.get(name)) else values[name]
         for name in state.positiontup
     ]
-    connection = await session.connection()
     raw = await connection.get_raw_connection()
     records = await raw.driver_connection.fetch(state.statement, *args)  # type: ignore[union-attr]
     if not records:
