@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from api.deps import autocommit
-from api.errors import ApiError, error_body
+from api.errors import error_body
 from api.principal_cache import PRINCIPALS
 from api.schemas.conversations import ConversationPublic
 from api.schemas.tickets import TicketPublic
@@ -198,7 +198,8 @@ class FastLists:
             return
         try:
             status, body, headers = await self._answer(endpoint, scope)
-        except (_Fallback, ApiError):
+        except Exception:
+            # The route answers it (a fallback, a refused parameter, any error) its own way.
             await self.app(scope, receive, send)
             return
         scope["route"] = _RouteLabel(endpoint.path)
