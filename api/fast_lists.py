@@ -62,7 +62,7 @@ class _RouteLabel:
 @dataclass(frozen=True)
 class _Endpoint:
     path: str
-    statuses: frozenset[str]
+    status: type[ConversationStatus] | type[TicketStatus]
     ids: frozenset[str]
     fields: tuple[str, ...]
     build: Callable[..., Any]
@@ -76,7 +76,7 @@ def _same(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 _ENDPOINTS = {
     "/v1/conversations": _Endpoint(
         "/v1/conversations",
-        frozenset(s.value for s in ConversationStatus),
+        ConversationStatus,
         frozenset({"channel_id", "assignee_id", "team_id", "customer_id"}),
         tuple(ConversationPublic.model_fields),
         conversations.conversation_query,
@@ -84,7 +84,7 @@ _ENDPOINTS = {
     ),
     "/v1/tickets": _Endpoint(
         "/v1/tickets",
-        frozenset(s.value for s in TicketStatus),
+        TicketStatus,
         frozenset({"assignee_id", "team_id", "requester_id", "channel_id"}),
         tuple(TicketPublic.model_fields),
         tickets.ticket_query,
@@ -105,9 +105,10 @@ def _filters(endpoint: _Endpoint, query: bytes) -> tuple[dict[str, Any], int | N
         if not value:
             raise _Fallback
         if name == "status":
-            if value not in endpoint.statuses:
-                raise _Fallback
-            statuses.append(value)
+            try:
+                statuses.append(endpoint.status(value))
+            except ValueError:
+                raise _Fallback from None
             continue
         if name in seen:
             raise _Fallback
@@ -129,8 +130,7 @@ def _filters(endpoint: _Endpoint, query: bytes) -> tuple[dict[str, Any], int | N
         else:
             raise _Fallback
     if statuses:
-        kind = ConversationStatus if endpoint.path == "/v1/conversations" else TicketStatus
-        filters["status"] = [kind(s) for s in statuses]
+        filters["status"] = statuses
     return filters, limit
 
 
