@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 
-.PHONY: install up check test services-up services-down bench bench-enrich bench-swap bench-channels clean
+.PHONY: install up check test services-up services-down browser bench bench-enrich bench-swap bench-channels clean
 
 $(STAMP): pyproject.toml
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -26,11 +26,14 @@ check: install
 services-up:
 	scripts/services up
 
+browser:
+	scripts/services browser
+
 services-down:
 	scripts/services down
 
 ## Tests against real PostgreSQL, Redis and Kafka (started if not running) and SQLite.
-test: install services-up
+test: install services-up browser
 	source <(scripts/services env) && $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: install services-up
