@@ -101,10 +101,16 @@ class FakeGraph:
     # False: template pages carry only `paging.next` (no cursors), as some answers do.
     template_cursors: bool = True
     uploads: list[Upload] = field(default_factory=list)
+    # The ids the next WhatsApp sends answer with (then random ones).
+    wamids: deque[str] = field(default_factory=deque)
     # Seconds each answer takes (a slow provider keeps several sends in flight at once).
     delay_s: float = 0.0
     server: ThreadingHTTPServer | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next_wamid(self) -> str:
+        with self.lock:
+            return self.wamids.popleft() if self.wamids else f"wamid.{uuid.uuid4().hex}"
 
     @property
     def base_url(self) -> str:
@@ -233,7 +239,7 @@ class FakeGraph:
                         {
                             "messaging_product": "whatsapp",
                             "contacts": [{"input": to, "wa_id": to}],
-                            "messages": [{"id": f"wamid.{uuid.uuid4().hex}"}],
+                            "messages": [{"id": graph.next_wamid()}],
                         },
                     )
                 elif method == "GET" and self.path.startswith("/download/"):

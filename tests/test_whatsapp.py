@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from core.domain.channels import Channel
+from core.domain.channels import Channel, EarlyStatus
 from core.domain.conversations import Message
 from tests.channel_helpers import (
     add_channel,
@@ -25,7 +25,7 @@ from tests.channel_helpers import (
     stored_count,
     worker_for,
 )
-from tests.factories import TenantCtx, expect, expect_error, get_json
+from tests.factories import TenantCtx, count_rows, expect, expect_error, get_json
 from tests.fake_graph import TOKEN, FakeGraph, signed, status, wa_message, webhook_body
 
 SECRET = "app-secret-for-tests"
@@ -378,6 +378,31 @@ async def test_reply_is_sent_and_statuses_update_it(
     assert shown["delivery_error"]["code"] == 131047
     unmatched = webhook_body(statuses=[status("wamid.unknown", "read", "15551234567")])
     assert expect(await post_webhook(tenant, channel_id, unmatched), 200)["unmatched_statuses"] == 1
+
+
+async def test_statuses_posted_before_the_worker_records_the_id_are_applied_then(
+    tenant: TenantCtx, fresh_graph: FakeGraph
+) -> None:
+    """Meta may post a reply's `sent`/`delivered` webhook before the delivery worker has
+    written the reply's wamid: held, then applied when the worker records it."""
+    graph = fresh_graph
+    channel_id = await wa_channel(tenant, graph)
+    conversation_id = await inbound_thread(tenant, channel_id, "15551234599")
+    queued = expect(await reply(tenant, conversation_id, {"text": "Quick one"}), 201)
+    assert queued["delivery_status"] == "queued"
+    graph.wamids.append("wamid.early-1")
+    early = [status("wamid.early-1", s, "15551234599") for s in ("sent", "delivered")]
+    held = expect(await post_webhook(tenant, channel_id, webhook_body(statuses=early)), 200)
+    assert held["unmatched_statuses"] == 2
+    shown = await delivered(tenant, queued)
+    assert shown["provider_message_id"] == "wamid.early-1"
+    assert shown["delivery_status"] == "delivered"
+    # Applied once: the hold is empty, and later statuses move it on as usual.
+    read = webhook_body(statuses=[status("wamid.early-1", "read", "15551234599")])
+    assert expect(await post_webhook(tenant, channel_id, read), 200)["statuses"] == 1
+    assert (await current(tenant, queued))["delivery_status"] == "read"
+    left = EarlyStatus.provider_message_id == "wamid.early-1"
+    assert await count_rows(tenant.backend.runtime, EarlyStatus.channel_id, left) == 0
 
 
 async def test_outside_the_24_hour_window_only_templates(

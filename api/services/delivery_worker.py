@@ -36,10 +36,13 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, exists, func, null, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from api.services import early_statuses
 from api.services.background import BackgroundLoop
 from api.services.delivery import Delivery, Unsendable, load
+from api.services.whatsapp_webhook import apply_status
 from connectors.sender import SendOutcome, blob_key, is_blob
 from core.db.types import utcnow
 from core.domain.conversations import Message
@@ -231,6 +234,8 @@ class DeliveryWorker(BackgroundLoop):
                     .values(**values)
                     .execution_options(synchronize_session=False)
                 )
+                if outcome.provider_message_id is not None and getattr(done, "rowcount", 1) != 0:
+                    await _apply_held(session, claim.message_id, outcome.provider_message_id)
                 await session.commit()
             except IntegrityError:
                 # The provider answered with an id this channel already holds.
@@ -302,6 +307,16 @@ class DeliveryWorker(BackgroundLoop):
             "failed": self.failed,
             "retried": self.retried,
         }
+
+
+async def _apply_held(session: AsyncSession, message_id: uuid.UUID, provider_id: str) -> None:
+    """Statuses the provider posted for this id before it was recorded (only WhatsApp's
+    webhook holds them: api/services/early_statuses.py), applied in order."""
+    message = await session.get(Message, message_id)
+    if message is None:
+        return
+    for held in await early_statuses.take(session, message.channel_id, provider_id):
+        apply_status(message, held.status, held.errors)
 
 
 async def send_in_request(runtime: Runtime, channel_ids: Collection[uuid.UUID]) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.schemas.conversations import InboundCustomer, InboundMessage
+from api.services import early_statuses
 from api.services.meta_webhook import (
     advance,
     channel_config,
@@ -117,7 +118,9 @@ def _inbound(
 
 
 async def _apply_status(session: AsyncSession, channel_id: uuid.UUID, status: ParsedStatus) -> bool:
-    """Move our outbound message's delivery status; False when no message has that id."""
+    """Move our outbound message's delivery status; False when no message has that id yet
+    (the status is then held for the delivery worker, which may not have recorded the id
+    of a reply it has just sent: api/services/early_statuses.py)."""
     message = await session.scalar(
         select(Message).where(
             Message.channel_id == channel_id,
@@ -126,18 +129,26 @@ async def _apply_status(session: AsyncSession, channel_id: uuid.UUID, status: Pa
         )
     )
     if message is None:
+        await early_statuses.hold(
+            session, channel_id, status.provider_message_id, status.status, status.errors
+        )
         return False
-    if status.status == DeliveryStatus.FAILED.value:
-        # `failed` always lands, whatever came before.
+    apply_status(message, status.status, status.errors)
+    await session.flush()
+    return True
+
+
+def apply_status(message: Message, status: str, errors: list[dict[str, Any]]) -> None:
+    """A WhatsApp status on our reply: `failed` always lands, with Meta's first error;
+    any other only moves the status forward."""
+    if status == DeliveryStatus.FAILED.value:
         message.delivery_status = DeliveryStatus.FAILED.value
-        first = status.errors[0] if status.errors else {}
+        first = errors[0] if errors else {}
         message.delivery_error = {
             "provider": ChannelType.WHATSAPP.value,
             "code": first.get("code"),
             "message": first.get("title") or first.get("message") or "failed",
-            "errors": status.errors,
+            "errors": errors,
         }
     else:
-        advance(message, status.status)
-    await session.flush()
-    return True
+        advance(message, status)

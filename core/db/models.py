@@ -5,7 +5,13 @@ from __future__ import annotations
 from core.db.base import Base
 from core.domain.analyses import ConversationInsight, MessageAnalysis
 from core.domain.attachments import Attachment
-from core.domain.channels import Channel, MailboxCursor, MessageTemplate, TemplateSync
+from core.domain.channels import (
+    Channel,
+    EarlyStatus,
+    MailboxCursor,
+    MessageTemplate,
+    TemplateSync,
+)
 from core.domain.conversations import Conversation, Message, Note
 from core.domain.customers import Customer, CustomerIdentity
 from core.domain.feedback import AnalysisFeedback, RetrainMark
@@ -27,6 +33,7 @@ __all__ = [
     "ConversationInsight",
     "Customer",
     "CustomerIdentity",
+    "EarlyStatus",
     "EventRecord",
     "IdempotencyRecord",
     "KbArticle",

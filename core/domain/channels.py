@@ -57,6 +57,23 @@ class MailboxCursor(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
 
+class EarlyStatus(Base):
+    """A provider's status for a reply whose provider id is not recorded yet: the delivery
+    worker records the id after the send returns, and Meta's webhook for that id may come
+    first. Applied and dropped when the worker records the id; kept a day at most (a
+    status for a message RelayDesk never sent is otherwise kept for nothing)."""
+
+    __tablename__ = "early_statuses"
+
+    channel_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True
+    )
+    provider_message_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    status: Mapped[str] = mapped_column(String(32), primary_key=True)
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JsonType, nullable=False, default=list)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
 class MessageTemplate(IdMixin, TenantMixin, Base):
     """A WhatsApp message template as the business account last listed it (synced by
     api/services/templates.py): a template reply is checked against these."""
