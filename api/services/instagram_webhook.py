@@ -19,7 +19,7 @@ from api.services.meta_webhook import (
     check_storable,
     retry_policy,
     signed_body,
-    store_once,
+    store_each,
     stored_media,
 )
 from connectors.instagram.config import InstagramConfig
@@ -61,22 +61,20 @@ async def handle(
     result = WebhookResult(echoes=len(parsed.echoes))
     graph = MetaGraph(config.access_token, str(config.graph_api_base_url), retry_policy(runtime))
     async with graph:
-        for event in parsed.messages:
 
-            async def build(event: InboundEvent = event) -> InboundMessage:
-                attachments = [await _fetched(graph, runtime, event, a) for a in event.attachments]
-                return _inbound(channel.id, event, attachments)
+        async def build(event: InboundEvent) -> InboundMessage:
+            attachments = [await _fetched(graph, runtime, event, a) for a in event.attachments]
+            return _inbound(channel.id, event, attachments)
 
-            stored = await store_once(
-                session,
-                recorder,
-                channel,
-                event.provider_message_id,
-                build,
-                fetches_media=bool(event.attachments),
-            )
-            result.stored += stored
-            result.duplicates += not stored
+        result.stored, result.duplicates = await store_each(
+            session,
+            recorder,
+            channel,
+            parsed.messages,
+            build,
+            provider_id=lambda e: e.provider_message_id,
+            fetches_media=lambda e: bool(e.attachments),
+        )
     for receipt in parsed.reads:
         if await _apply_read(session, channel.id, receipt):
             result.reads += 1

@@ -7,7 +7,8 @@ from __future__ import annotations
 import hmac
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import partial
 from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
@@ -172,6 +173,34 @@ async def store_once(
     fresh = EventRecorder(session, recorder.context)
     outcome = await inbound.receive(session, fresh, channel.tenant_id, await message())
     return outcome.created
+
+
+async def store_each(
+    session: AsyncSession,
+    recorder: EventRecorder,
+    channel: WebhookChannel,
+    messages: Sequence[P],
+    build: Callable[[P], Awaitable[InboundMessage]],
+    *,
+    provider_id: Callable[[P], str],
+    fetches_media: Callable[[P], bool],
+) -> tuple[int, int]:
+    """`store_once` for each message of a body, in order: how many were stored now and
+    how many were duplicates."""
+    stored = duplicates = 0
+    for message in messages:
+        if await store_once(
+            session,
+            recorder,
+            channel,
+            provider_id(message),
+            partial(build, message),
+            fetches_media=fetches_media(message),
+        ):
+            stored += 1
+        else:
+            duplicates += 1
+    return stored, duplicates
 
 
 async def stored_media(

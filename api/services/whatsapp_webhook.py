@@ -19,7 +19,7 @@ from api.services.meta_webhook import (
     check_storable,
     retry_policy,
     signed_body,
-    store_once,
+    store_each,
     stored_media,
 )
 from connectors.whatsapp.config import WhatsAppConfig
@@ -58,22 +58,20 @@ async def handle(
     )
     result = WebhookResult()
     async with GraphClient(config, retry_policy(runtime)) as graph:
-        for message in parsed.messages:
 
-            async def build(message: ParsedMessage = message) -> InboundMessage:
-                attachments = await _attachments(graph, runtime, message)
-                return _inbound(channel.id, message, attachments)
+        async def build(message: ParsedMessage) -> InboundMessage:
+            attachments = await _attachments(graph, runtime, message)
+            return _inbound(channel.id, message, attachments)
 
-            stored = await store_once(
-                session,
-                recorder,
-                channel,
-                message.provider_message_id,
-                build,
-                fetches_media=message.media is not None,
-            )
-            result.stored += stored
-            result.duplicates += not stored
+        result.stored, result.duplicates = await store_each(
+            session,
+            recorder,
+            channel,
+            parsed.messages,
+            build,
+            provider_id=lambda m: m.provider_message_id,
+            fetches_media=lambda m: m.media is not None,
+        )
     for status in parsed.statuses:
         if await _apply_status(session, channel.id, status):
             result.statuses += 1

@@ -68,7 +68,7 @@ def _shape_refusal(reply: OutboundReply) -> tuple[str, str] | None:
             return (
                 "unsupported_attachment",
                 "Instagram's Send API takes media by public `url` only (no upload): give the "
-                "attachment's `url` instead of a stored `key`",
+                "attachment's `url` instead of a stored file's `storage_key`",
             )
         if attachment.get("type") not in SEND_TYPES or not attachment.get("url"):
             return (
