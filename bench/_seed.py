@@ -10,6 +10,7 @@ several times faster than maintaining a GIN index row by row."""
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -231,4 +232,21 @@ async def ensure_seeded(
     finally:
         await conn.close()
     info["seeded_now"] = True
+    return info
+
+
+async def seed_and_report(
+    database_url: str, *, tickets: int, messages: int, reseed: bool
+) -> dict[str, Any]:
+    """`ensure_seeded` with a throwaway data dir, saying which seed a run uses."""
+    print(f"database: {make_url(database_url).render_as_string(hide_password=True)}")
+    info = await ensure_seeded(
+        database_url,
+        tickets=tickets,
+        messages=messages,
+        reseed=reseed,
+        data_dir=Path(tempfile.mkdtemp(prefix="relaydesk-bench-")),
+    )
+    action = "seeded" if info["seeded_now"] else "reusing the seed of"
+    print(f"{action} {info['seeded_at']} ({info['seconds']['total']} s to seed)")
     return info

@@ -38,7 +38,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from bench._http import LeanClient, LeanResponse  # noqa: E402
 from bench._load import CpuMeter, PhaseResult, percentile, run_phase  # noqa: E402
 from bench._queries import Fixture, load_fixture, sql_statements  # noqa: E402
-from bench._seed import JWT_SECRET, asyncpg_dsn, ensure_seeded  # noqa: E402
+from bench._seed import JWT_SECRET, asyncpg_dsn, seed_and_report  # noqa: E402
 
 DEFAULT_URL = "postgresql+asyncpg://relaydesk:relaydesk@127.0.0.1:55432/relaydesk_bench"
 TARGETS = {"inbound_per_s": 400.0, "p95_ms": 50.0, "api_over_sql": 3.0}
@@ -370,16 +370,9 @@ def write_results(
 
 async def main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    print(f"database: {make_url(args.database_url).render_as_string(hide_password=True)}")
-    info = await ensure_seeded(
-        args.database_url,
-        tickets=args.tickets,
-        messages=args.messages,
-        reseed=args.reseed,
-        data_dir=Path(tempfile.mkdtemp(prefix="relaydesk-bench-")),
+    info = await seed_and_report(
+        args.database_url, tickets=args.tickets, messages=args.messages, reseed=args.reseed
     )
-    action = "seeded" if info["seeded_now"] else "reusing the seed of"
-    print(f"{action} {info['seeded_at']} ({info['seconds']['total']} s to seed)")
     if args.seed_only:
         return 0
     args.results.mkdir(parents=True, exist_ok=True)

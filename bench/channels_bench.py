@@ -23,7 +23,6 @@ import json
 import os
 import random
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +41,7 @@ from bench._corpus import TextGen  # noqa: E402
 from bench._http import LeanClient  # noqa: E402
 from bench._load import Call, CpuMeter, PhaseResult, run_phase  # noqa: E402
 from bench._queries import Fixture, load_fixture  # noqa: E402
-from bench._seed import asyncpg_dsn, ensure_seeded  # noqa: E402
+from bench._seed import asyncpg_dsn, seed_and_report  # noqa: E402
 from bench.api_bench import Server, postmaster_pid, write_results  # noqa: E402
 from connectors.meta.signature import sign  # noqa: E402
 
@@ -352,16 +351,9 @@ def report(results: dict[str, dict[str, PhaseResult]]) -> dict[str, Any]:
 
 async def main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    print(f"database: {make_url(args.database_url).render_as_string(hide_password=True)}")
-    info = await ensure_seeded(
-        args.database_url,
-        tickets=args.tickets,
-        messages=args.messages,
-        reseed=args.reseed,
-        data_dir=Path(tempfile.mkdtemp(prefix="relaydesk-bench-")),
+    info = await seed_and_report(
+        args.database_url, tickets=args.tickets, messages=args.messages, reseed=args.reseed
     )
-    action = "seeded" if info["seeded_now"] else "reusing the seed of"
-    print(f"{action} {info['seeded_at']} ({info['seconds']['total']} s to seed)")
     args.results.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     database = str(make_url(args.database_url).database)
